@@ -1,0 +1,30 @@
+# Two commands for a fresh machine:  `make study`  and  `make test`.
+# Each creates/updates .venv itself (torch pinned to the CPU build 2.13.0).
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+
+.PHONY: study test test-fast report venv
+
+$(VENV_STAMP): requirements.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $(VENV_STAMP)
+
+venv: $(VENV_STAMP)
+
+## Run the full study on the default dataset and write experiments.md (PROFILE=quick for a smoke run)
+study: $(VENV_STAMP)
+	$(PY) train.py --profile $(or $(PROFILE),full)
+
+## Run every test: fast unit tests, then the slow real-data tests
+test: $(VENV_STAMP)
+	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m slow
+
+test-fast: $(VENV_STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+## Rebuild the reports from results/ without training
+report: $(VENV_STAMP)
+	$(PY) report.py results/clothing

@@ -1,0 +1,365 @@
+"""Pure functions from stored records to tables, figures and the Markdown reports.
+
+    python report.py results/clothing        # rebuild summary.csv, figures and experiments.md
+
+Nothing here trains or reads the raw dataset: every number comes from ``runs.jsonl``,
+``predictions.jsonl``, ``split.json`` and ``study.json`` in a results folder, so the reports
+regenerate byte for byte from committed results.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from metrics import curve_roughness, mean_ci, paired_bootstrap_auc  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+MODEL_ORDER = ["ref_tfidf_logreg", "ref_hist_gbdt", "text_only", "tabular_only", "early_concat",
+               "late_logit_avg", "late_ensemble", "gmu", "attention", "late_learned", "tfn", "lmf"]
+UNIMODAL = ("text_only", "tabular_only")
+PARAM_PARTS = ("enc_text", "enc_tabular", "fusion", "head", "total")
+
+
+def load_results(folder: Path) -> dict:
+    """Read a results folder: ``runs`` (records of the current config fingerprint), ``preds``,
+    ``split`` and ``study``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder has no ``runs.jsonl``/``split.json``/``study.json`` (run the study first).
+    """
+    folder = Path(folder)
+    for name in ("runs.jsonl", "split.json", "study.json"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} not found; run `python train.py` to create it")
+    study = json.loads((folder / "study.json").read_text())
+    from study import RunStore  # one reader of the JSON-lines format
+    store = RunStore(folder)
+    runs = [r for r in store.records() if r.get("config_fp") == study["config_fp"]]
+    return {"runs": runs, "preds": store.predictions(), "split": json.loads((folder / "split.json").read_text()),
+            "study": study, "folder": folder}
+
+
+def ordered_models(names) -> list[str]:
+    """Known models in report order, then any others alphabetically."""
+    names = set(names)
+    return [m for m in MODEL_ORDER if m in names] + sorted(names - set(MODEL_ORDER))
+
+
+def _train_val_gap(r: dict) -> float:
+    c, b = r.get("curves") or {}, r.get("best_epoch")
+    if not c or not b:
+        return float("nan")
+    return float(c["val_loss"][b - 1] - c["train_loss"][b - 1])
+
+
+def summarize(runs: list[dict]) -> pd.DataFrame:
+    """One row per model: metrics as mean and 95% CI over seeds, parameter counts per component,
+    time, and stability (seed std and range, epochs to best, train-val gap, diverged runs,
+    val-loss roughness)."""
+    rows = []
+    by_model: dict[str, list[dict]] = {}
+    for r in runs:
+        by_model.setdefault(r["model"], []).append(r)
+    for model in ordered_models(by_model):
+        rs = sorted(by_model[model], key=lambda r: r["seed"])
+        row = {"model": model, "part": rs[0]["part"], "seeds": len(rs)}
+        for split in ("val", "test"):
+            for metric in ("roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "ece"):
+                mean, ci = mean_ci([r["metrics"][split][metric] for r in rs])
+                row[f"{split}_{metric}_mean"], row[f"{split}_{metric}_ci95"] = mean, ci
+        auc = np.array([r["metrics"]["test"]["roc_auc"] for r in rs])
+        row["test_roc_auc_std"] = float(auc.std(ddof=1)) if len(auc) > 1 else 0.0
+        row["test_roc_auc_range"] = float(auc.max() - auc.min())
+        for p in PARAM_PARTS:
+            row[f"params_{p}"] = rs[0]["params"].get(p, np.nan if p != "total" else 0)
+        row["params_total"] = rs[0]["params"]["total"]
+        row["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in rs]))
+        row["samples_per_s_mean"] = float(np.mean([r.get("samples_per_s", np.nan) for r in rs]))
+        row["epochs_to_best_mean"] = float(np.mean([r.get("best_epoch", np.nan) for r in rs]))
+        row["epochs_to_best_min"] = min((r.get("best_epoch") or 0) for r in rs)
+        row["epochs_to_best_max"] = max((r.get("best_epoch") or 0) for r in rs)
+        row["train_val_gap_mean"] = float(np.mean([_train_val_gap(r) for r in rs]))
+        row["val_loss_roughness_mean"] = float(np.mean([curve_roughness((r.get("curves") or {}).get("val_loss", []))
+                                                        for r in rs]))
+        row["diverged"] = int(sum(bool(r.get("diverged")) for r in rs))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fmt_ci(mean: float, ci: float, digits: int = 4) -> str:
+    """``0.9712 ± 0.0021``; ``n/a`` for NaN."""
+    if mean != mean:
+        return "n/a"
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+def md_table(df: pd.DataFrame) -> str:
+    """GitHub Markdown table of ``df`` (values already formatted as strings)."""
+    return df.to_markdown(index=False, disable_numparse=True)
+
+
+def _seed_probas(res: dict, model: str, split: str = "test") -> np.ndarray:
+    """``(n_seeds, n_samples)`` positive-class probabilities of ``model``, seeds in ascending order."""
+    rs = sorted((r for r in res["runs"] if r["model"] == model), key=lambda r: r["seed"])
+    return np.array([res["preds"][r["run_key"]][split] for r in rs], dtype=float)
+
+
+def best_unimodal(summary: pd.DataFrame) -> str:
+    """The unimodal model with the higher mean *validation* ROC-AUC (selection never uses test)."""
+    uni = summary[summary.model.isin(UNIMODAL)]
+    return str(uni.sort_values("val_roc_auc_mean", ascending=False).model.iloc[0])
+
+
+def fusion_gains(res: dict, summary: pd.DataFrame, n_boot: int) -> pd.DataFrame:
+    """Test ROC-AUC of every fused model minus the best unimodal model, with a paired bootstrap
+    95% CI over test rows (seed ``i`` paired with seed ``i``; binary labels only)."""
+    y = np.asarray(res["split"]["y_test"])
+    if len(res["split"]["classes"]) != 2:
+        return pd.DataFrame()
+    ref = best_unimodal(summary)
+    b = _seed_probas(res, ref)
+    rows = []
+    for model in summary.model:
+        if model in UNIMODAL or model.startswith("ref_"):
+            continue
+        a = _seed_probas(res, model)
+        k = min(len(a), len(b))
+        bs = paired_bootstrap_auc(y, a[:k], b[:k], n_boot=n_boot)
+        rows.append({"model": model, "vs": ref, "seeds": k, "gain": bs["diff"], "lo": bs["lo"], "hi": bs["hi"],
+                     "p_le_0": bs["p_le_0"]})
+    return pd.DataFrame(rows)
+
+
+def disagreement(res: dict) -> dict:
+    """How often ``text_only`` and ``tabular_only`` (same seed, threshold 0.5) disagree on test, and
+    which one is right then; averaged over paired seeds."""
+    y = np.asarray(res["split"]["y_test"])
+    t, b = _seed_probas(res, "text_only"), _seed_probas(res, "tabular_only")
+    k = min(len(t), len(b))
+    pt, pb = t[:k] >= 0.5, b[:k] >= 0.5
+    dis = pt != pb
+    text_right = [(pt[i][dis[i]] == y[dis[i]]).mean() if dis[i].any() else np.nan for i in range(k)]
+    both_wrong = [((pt[i] != y) & (pb[i] != y)).mean() for i in range(k)]
+    return {"disagree": float(dis.mean()), "n_disagree": float(dis.sum(axis=1).mean()),
+            "text_right": float(np.nanmean(text_right)), "both_wrong": float(np.mean(both_wrong)), "seeds": k}
+
+
+def figure_val_curves(runs: list[dict], path: Path, models: list[str] | None = None) -> Path:
+    """Validation log loss per epoch: mean over seeds with a min-max band, one line per model."""
+    with_curves = [r for r in runs if r.get("curves") and r["curves"].get("val_loss")]
+    models = ordered_models(r["model"] for r in with_curves) if models is None else models
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for model in models:
+        curves = [r["curves"]["val_loss"] for r in with_curves if r["model"] == model]
+        if not curves:
+            continue
+        n = max(len(c) for c in curves)
+        m = np.full((len(curves), n), np.nan)
+        for i, c in enumerate(curves):
+            m[i, :len(c)] = c
+        x = np.arange(1, n + 1)
+        line, = ax.plot(x, np.nanmean(m, axis=0), marker="o", ms=3, label=f"{model} ({len(curves)} seeds)")
+        ax.fill_between(x, np.nanmin(m, axis=0), np.nanmax(m, axis=0), color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation log loss (nats)")
+    ax.set_title("Validation loss per epoch (line: seed mean; band: seed min-max)")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def _metric_table(s: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in s.iterrows():
+        rows.append({"model": r.model, "seeds": str(r.seeds),
+                     "val ROC-AUC": fmt_ci(r.val_roc_auc_mean, r.val_roc_auc_ci95),
+                     "test ROC-AUC": fmt_ci(r.test_roc_auc_mean, r.test_roc_auc_ci95),
+                     "test PR-AUC": fmt_ci(r.test_pr_auc_mean, r.test_pr_auc_ci95),
+                     "test F1": fmt_ci(r.test_f1_mean, r.test_f1_ci95),
+                     "test acc": fmt_ci(r.test_accuracy_mean, r.test_accuracy_ci95),
+                     "test log loss": fmt_ci(r.test_log_loss_mean, r.test_log_loss_ci95),
+                     "test ECE": fmt_ci(r.test_ece_mean, r.test_ece_ci95)})
+    return pd.DataFrame(rows)
+
+
+def _int(v) -> str:
+    return "—" if v != v else f"{int(v):,}"
+
+
+def _cost_table(s: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in s.iterrows():
+        rows.append({"model": r.model, "text encoder": _int(r.params_enc_text),
+                     "tabular encoder": _int(r.params_enc_tabular), "fusion": _int(r.params_fusion),
+                     "head": _int(r.params_head), "total": _int(r.params_total),
+                     "train s (mean)": f"{r.train_seconds_mean:.1f}",
+                     "samples/s": "—" if r.samples_per_s_mean != r.samples_per_s_mean else f"{r.samples_per_s_mean:,.0f}"})
+    return pd.DataFrame(rows)
+
+
+def _stability_table(s: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in s[~s.model.str.startswith("ref_") & (s.model != "late_ensemble")].iterrows():
+        rows.append({"model": r.model, "test ROC-AUC seed std": f"{r.test_roc_auc_std:.4f}",
+                     "range (max-min)": f"{r.test_roc_auc_range:.4f}",
+                     "epochs to best (mean, min-max)": f"{r.epochs_to_best_mean:.1f} ({r.epochs_to_best_min}-{r.epochs_to_best_max})",
+                     "train-val loss gap at best": f"{r.train_val_gap_mean:.4f}",
+                     "val-loss roughness": f"{r.val_loss_roughness_mean:.4f}",
+                     "diverged runs": str(r.diverged)})
+    return pd.DataFrame(rows)
+
+
+def _gain_table(g: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame([{"model": r.model, "minus": r.vs, "ΔROC-AUC (test)": f"{r.gain:+.4f}",
+                          "95% paired bootstrap CI": f"[{r.lo:+.4f}, {r.hi:+.4f}]",
+                          "verdict": "better" if r.lo > 0 else ("worse" if r.hi < 0 else "tie (CI covers 0)")}
+                         for r in g.itertuples()])
+
+
+def _row(s: pd.DataFrame, model: str):
+    hit = s[s.model == model]
+    return None if hit.empty else hit.iloc[0]
+
+
+def section_data(res: dict) -> str:
+    """Dataset paragraph: sizes, missing text, vocabulary, truncation, wall time."""
+    st, meta = res["split"]["stats"], res["study"]
+    sizes = st["split_sizes"]
+    return (f"Dataset `{meta['study']}`: {st['rows']:,} rows, stratified split "
+            f"{sizes['train']:,} / {sizes['val']:,} / {sizes['test']:,} (train / val / test), "
+            f"positive rate {st['positive_rate']:.3f}. Text missing entirely in {st['text_missing']:,} rows "
+            f"(kept, with a 'missing text' token); {st['n_truncated']:,} texts were cut to "
+            f"{st['max_tokens']} tokens; n-gram vocabulary {st['vocab_size']:,} (fit on train). "
+            f"Categorical table sizes: "
+            + ", ".join(f"{k} {v}" for k, v in st["cardinalities"].items())
+            + f". Study wall time {meta['wall_seconds']:.0f} s on {meta['cores']} CPU cores "
+            f"(profile `{meta['profile']}`, config `{meta['config_fp']}`, code `{meta['git']}`).\n")
+
+
+def section_modalities(res: dict, s: pd.DataFrame) -> str:
+    """Why each modality should contribute: unimodal scores, disagreement, dominance."""
+    t, b = _row(s, "text_only"), _row(s, "tabular_only")
+    if t is None or b is None:
+        return "Both unimodal models are needed for this section.\n"
+    d = disagreement(res)
+    strong, weak = (t, b) if best_unimodal(s) == "text_only" else (b, t)
+    gap = strong.test_roc_auc_mean - weak.test_roc_auc_mean
+    overlap = strong.test_roc_auc_mean - strong.test_roc_auc_ci95 <= weak.test_roc_auc_mean + weak.test_roc_auc_ci95
+    clear = gap > 0.01 and not overlap
+    lines = [
+        f"- Text alone reaches test ROC-AUC {fmt_ci(t.test_roc_auc_mean, t.test_roc_auc_ci95)}; tabular alone "
+        f"{fmt_ci(b.test_roc_auc_mean, b.test_roc_auc_ci95)} (mean ± 95% CI over seeds).",
+        f"- The two unimodal models (threshold 0.5, same seed) disagree on {100 * d['disagree']:.1f}% of test rows "
+        f"(≈{d['n_disagree']:.0f} rows); where they disagree the text model is right {100 * d['text_right']:.1f}% "
+        f"of the time and the tabular model {100 * (1 - d['text_right']):.1f}%. Both are wrong on "
+        f"{100 * d['both_wrong']:.1f}% of rows. Disagreement that each side wins part of the time is the room "
+        "a fused model has to improve on either.",
+        f"- Stronger modality (chosen on validation ROC-AUC): **{strong.model.replace('_only', '')}**, ahead by "
+        f"{gap:+.4f} test ROC-AUC. "
+        + ("It clearly dominates (gap > 0.01 and the seed CIs do not overlap)." if clear
+           else "Neither clearly dominates (gap ≤ 0.01 or overlapping seed CIs)."),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def section_gains(res: dict, s: pd.DataFrame, n_boot: int) -> tuple[str, pd.DataFrame]:
+    """Fusion gain over the best unimodal model with paired bootstrap CIs."""
+    g = fusion_gains(res, s, n_boot)
+    if g.empty:
+        return "No fused model or non-binary labels: no paired bootstrap.\n", g
+    best = g.sort_values("gain", ascending=False).iloc[0]
+    text = (f"Gain in test ROC-AUC over the best unimodal model (`{best.vs}`, picked on validation), "
+            f"with a paired bootstrap over the {len(res['split']['y_test']):,} test rows "
+            f"({n_boot} resamples, seed i paired with seed i):\n\n{md_table(_gain_table(g))}\n\n"
+            f"Largest gain: `{best.model}` {best.gain:+.4f} [{best.lo:+.4f}, {best.hi:+.4f}].\n")
+    return text, g
+
+
+def render_experiments(res: dict, figdir: Path, relto: Path, n_boot: int = 1000) -> str:
+    """The whole ``experiments.md`` text for one results folder (figures written to ``figdir``,
+    linked relative to ``relto``)."""
+    s = summarize(res["runs"])
+    rel = lambda p: os.path.relpath(p, relto)  # noqa: E731
+    uni_fused = [m for m in s.model if s[s.model == m].part.iloc[0] in ("part1", "part2")]
+    fig = figure_val_curves(res["runs"], figdir / "val_loss_curves.png",
+                            [m for m in uni_fused if m != "late_ensemble"])
+    gains_text, _ = section_gains(res, s, n_boot)
+    p12 = s[s.part.isin(["reference", "part1", "part2"])]
+    out = [
+        "# Experiments\n",
+        "Generated by `report.py` from the stored run records; do not edit by hand. "
+        "Regenerate with `python report.py " + rel(res["folder"]) + "`.\n",
+        "## Data\n", section_data(res),
+        "## Parts 1–2: unimodal baselines, early and late fusion\n",
+        "Models: `text_only` and `tabular_only` (one encoder + MLP head), `early_concat` (concatenated "
+        "encoder features -> joint MLP head), `late_logit_avg` (one head per modality, logits averaged, trained "
+        "jointly), `late_ensemble` (post-hoc mean of the same seed's unimodal probabilities, no extra training), "
+        "and the classical references `ref_tfidf_logreg` and `ref_hist_gbdt`, fit on the same split in the "
+        "same run.\n",
+        "### Why each modality should contribute\n", section_modalities(res, s),
+        "### Metrics (mean ± 95% CI over seeds)\n", md_table(_metric_table(p12)) + "\n",
+        "### Parameters and cost\n",
+        "Trainable parameters per component (`numel` of registered parameters); `late_ensemble` counts both "
+        "unimodal models and their summed training time. Train seconds are wall time of `fit` on "
+        f"{res['study']['cores']} CPU cores.\n",
+        md_table(_cost_table(p12)) + "\n",
+        "### Training stability\n",
+        "Seed std and range of test ROC-AUC; epochs to the best validation loss; the gap between validation "
+        "and training loss at that epoch; roughness = mean |second difference| of the validation-loss curve; "
+        "diverged = non-finite training loss.\n",
+        md_table(_stability_table(p12)) + "\n",
+        f"![Validation loss curves]({rel(fig)})\n",
+        "### Did fusion help?\n", gains_text,
+    ]
+    return "\n".join(out)
+
+
+def write_reports(folder: Path, dest: Path | None = None) -> Path:
+    """Write ``summary.csv``, figures and ``experiments.md`` for a results folder.
+
+    ``dest`` defaults to the repository's ``experiments.md`` for the default study
+    (``results/clothing``) and to ``<folder>/experiments.md`` otherwise. Returns ``dest``.
+    """
+    folder = Path(folder).resolve()
+    res = load_results(folder)
+    if not res["runs"]:
+        raise ValueError(f"{folder}: no run records for the current config; nothing to report")
+    summarize(res["runs"]).to_csv(folder / "summary.csv", index=False, float_format="%.6f")
+    if dest is None:
+        dest = ROOT / "experiments.md" if folder == (ROOT / "results" / "clothing").resolve() else folder / "experiments.md"
+    n_boot = res["runs"][0]["config"]["study"]["bootstrap"]
+    text = render_experiments(res, folder / "figures", dest.parent, n_boot)
+    dest.write_text(text)
+    print(f"wrote {folder / 'summary.csv'} and {dest}")
+    return dest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python report.py RESULTS_FOLDER [--dest FILE]``."""
+    ap = argparse.ArgumentParser(description="Rebuild summary.csv, figures and experiments.md from results.")
+    ap.add_argument("folder", nargs="?", default=str(ROOT / "results" / "clothing"))
+    ap.add_argument("--dest", default=None, help="where to write experiments.md")
+    args = ap.parse_args(argv)
+    try:
+        write_reports(Path(args.folder), Path(args.dest) if args.dest else None)
+    except (FileNotFoundError, ValueError) as e:
+        ap.error(str(e))
+
+
+if __name__ == "__main__":
+    main()
