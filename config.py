@@ -66,12 +66,12 @@ class TabularConfig:
 class ModelConfig:
     """Encoder, fusion and head sizes (representation size ``d`` per modality)."""
 
-    text_dim: int = 64
+    text_dim: int = 32
     tab_dim: int = 64
     tab_hidden: int = 64
     head_hidden: int = 64
     dropout: float = 0.3
-    token_dropout: float = 0.2
+    token_dropout: float = 0.0
     lmf_rank: int = 4
     tfn_dim: int = 16
     modality_dropout: float = 0.0
@@ -86,8 +86,8 @@ class TrainConfig:
 
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    batch_size: int = 256
-    max_epochs: int = 12
+    batch_size: int = 128
+    max_epochs: int = 4
     patience: int = 2
     schedule: str = "linear"
     threads: int = 2
@@ -99,7 +99,9 @@ class StudyConfig:
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     models: list[str] = field(default_factory=lambda: [
-        "text_only", "tabular_only", "early_concat", "late_logit_avg"])
+        "text_only", "tabular_only", "early_concat", "late_logit_avg",
+        "gmu", "attention", "late_learned", "tfn", "lmf"])
+    scaling_dims: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128, 256])
     references: bool = True
     bootstrap: int = 1000
 

@@ -265,6 +265,11 @@ class SplitData:
     def __len__(self) -> int:
         return len(self.y)
 
+    def subset(self, idx: np.ndarray) -> "SplitData":
+        """The rows ``idx`` of this split as a new :class:`SplitData` (copies, never views)."""
+        return SplitData(self.row_ids[idx], [self.tokens[i] for i in idx], self.text_missing[idx],
+                         self.text[idx], self.cat[idx], self.num[idx], self.y[idx])
+
 
 @dataclass
 class Prepared:

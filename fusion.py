@@ -231,3 +231,20 @@ def expected_params(name: str, dims: dict[str, int], hidden: int, n_outputs: int
         "tfn": sum((x + 1) * tfn_dim for x in d) + ((tfn_dim + 1) ** m + 1) * h,
         "lmf": sum(lmf_rank * (x + 1) * h for x in d) + lmf_rank + h,
     }[name]
+
+
+def parameter_scaling(sizes: list[int], modalities: list[str], hidden: int, n_outputs: int,
+                      lmf_rank: int = 4) -> list[dict]:
+    """Fusion-layer parameter count (``numel`` over registered parameters) of every registered
+    fusion as the per-modality representation size ``d`` goes over ``sizes``.
+
+    The output size ``hidden`` stays fixed so the count reflects how each fusion combines the
+    representations; TFN's projection size is tied to ``d`` (``k = d``), as a TFN over raw
+    ``d``-dimensional features would be. Returns rows ``{"fusion", "d", "params"}``.
+    """
+    rows = []
+    for name in FUSIONS:
+        for d in sizes:
+            f = build_fusion(name, {m: d for m in modalities}, hidden, n_outputs, tfn_dim=d, lmf_rank=lmf_rank)
+            rows.append({"fusion": name, "d": d, "params": sum(p.numel() for p in f.parameters())})
+    return rows

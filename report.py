@@ -16,6 +16,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -60,7 +61,8 @@ def _train_val_gap(r: dict) -> float:
     c, b = r.get("curves") or {}, r.get("best_epoch")
     if not c or not b:
         return float("nan")
-    return float(c["val_loss"][b - 1] - c["train_loss"][b - 1])
+    train = c.get("train_eval_loss") or c["train_loss"]
+    return float(c["val_loss"][b - 1] - train[b - 1])
 
 
 def summarize(runs: list[dict]) -> pd.DataFrame:
@@ -121,17 +123,18 @@ def best_unimodal(summary: pd.DataFrame) -> str:
     return str(uni.sort_values("val_roc_auc_mean", ascending=False).model.iloc[0])
 
 
-def fusion_gains(res: dict, summary: pd.DataFrame, n_boot: int) -> pd.DataFrame:
-    """Test ROC-AUC of every fused model minus the best unimodal model, with a paired bootstrap
-    95% CI over test rows (seed ``i`` paired with seed ``i``; binary labels only)."""
+def fusion_gains(res: dict, summary: pd.DataFrame, n_boot: int, ref: str | None = None,
+                 models: list[str] | None = None) -> pd.DataFrame:
+    """Test ROC-AUC of each fused model minus ``ref`` (default: the best unimodal model), with a
+    paired bootstrap 95% CI over test rows (seed ``i`` paired with seed ``i``; binary labels only)."""
     y = np.asarray(res["split"]["y_test"])
     if len(res["split"]["classes"]) != 2:
         return pd.DataFrame()
-    ref = best_unimodal(summary)
+    ref = ref or best_unimodal(summary)
     b = _seed_probas(res, ref)
     rows = []
-    for model in summary.model:
-        if model in UNIMODAL or model.startswith("ref_"):
+    for model in (models if models is not None else summary.model):
+        if model in UNIMODAL or model.startswith("ref_") or model == ref:
             continue
         a = _seed_probas(res, model)
         k = min(len(a), len(b))
@@ -171,16 +174,13 @@ def figure_val_curves(runs: list[dict], path: Path, models: list[str] | None = N
         x = np.arange(1, n + 1)
         line, = ax.plot(x, np.nanmean(m, axis=0), marker="o", ms=3, label=f"{model} ({len(curves)} seeds)")
         ax.fill_between(x, np.nanmin(m, axis=0), np.nanmax(m, axis=0), color=line.get_color(), alpha=0.15)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation log loss (nats)")
     ax.set_title("Validation loss per epoch (line: seed mean; band: seed min-max)")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _metric_table(s: pd.DataFrame) -> pd.DataFrame:
@@ -320,11 +320,12 @@ def render_experiments(res: dict, figdir: Path, relto: Path, n_boot: int = 1000)
         md_table(_cost_table(p12)) + "\n",
         "### Training stability\n",
         "Seed std and range of test ROC-AUC; epochs to the best validation loss; the gap between validation "
-        "and training loss at that epoch; roughness = mean |second difference| of the validation-loss curve; "
+        "loss and eval-mode training loss (fixed 4,000-row train sample) at that epoch; roughness = mean |second difference| of the validation-loss curve; "
         "diverged = non-finite training loss.\n",
         md_table(_stability_table(p12)) + "\n",
         f"![Validation loss curves]({rel(fig)})\n",
         "### Did fusion help?\n", gains_text,
+        section_part4(res, s, n_boot, figdir, rel),
     ]
     return "\n".join(out)
 
@@ -354,11 +355,187 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Rebuild summary.csv, figures and experiments.md from results.")
     ap.add_argument("folder", nargs="?", default=str(ROOT / "results" / "clothing"))
     ap.add_argument("--dest", default=None, help="where to write experiments.md")
+    ap.add_argument("--docs", action="store_true", help="only refresh the generated table in docs/fusion.md")
     args = ap.parse_args(argv)
+    if args.docs:
+        doc = ROOT / "docs" / "fusion.md"
+        doc.write_text(render_fusion_docs(doc.read_text()))
+        print(f"wrote {doc}")
+        return
     try:
         write_reports(Path(args.folder), Path(args.dest) if args.dest else None)
     except (FileNotFoundError, ValueError) as e:
         ap.error(str(e))
+
+
+
+def fusion_param_table(dims: dict[str, int], hidden: int, n_outputs: int, tfn_dim: int, lmf_rank: int) -> pd.DataFrame:
+    """Parameter count of every registered fusion for the given sizes: counted with ``numel``
+    over registered parameters, next to the closed-form formula (they must agree)."""
+    from fusion import FUSIONS, build_fusion, expected_params
+    rows = []
+    for name in FUSIONS:
+        f = build_fusion(name, dims, hidden, n_outputs, tfn_dim=tfn_dim, lmf_rank=lmf_rank)
+        counted = sum(p.numel() for p in f.parameters())
+        formula = expected_params(name, dims, hidden, n_outputs, tfn_dim=tfn_dim, lmf_rank=lmf_rank)
+        rows.append({"fusion": name, "output": "logits" if f.produces_logits else f"features ({hidden})",
+                     "parameters (numel)": f"{counted:,}", "closed form": f"{formula:,}"})
+    return pd.DataFrame(rows)
+
+
+GEN_BEGIN, GEN_END = "<!-- BEGIN GENERATED: python report.py --docs -->", "<!-- END GENERATED -->"
+
+
+def render_fusion_docs(text: str) -> str:
+    """Replace the generated block of ``docs/fusion.md`` with the current parameter table
+    (sizes from the default ``configs/clothing.toml`` + ``full`` profile)."""
+    from config import load_config
+    cfg = load_config()
+    m = cfg.model
+    dims = {"tabular": m.tab_dim, "text": m.text_dim}
+    table = md_table(fusion_param_table(dims, m.head_hidden, 2, m.tfn_dim, m.lmf_rank))
+    block = (f"{GEN_BEGIN}\nFusion-layer parameters at the default sizes (text d = {m.text_dim}, tabular "
+             f"d = {m.tab_dim}, hidden = {m.head_hidden}, 2 classes, TFN k = {m.tfn_dim}, LMF rank = "
+             f"{m.lmf_rank}):\n\n{table}\n{GEN_END}")
+    head, rest = text.split(GEN_BEGIN, 1)
+    return head + block + rest.split(GEN_END, 1)[1]
+
+
+def scaling_slopes(rows: list[dict]) -> pd.DataFrame:
+    """Wide table ``d x fusion`` of parameter counts plus the fitted log-log slope per fusion
+    (least squares of log(params) on log(d); ~1 linear, ~2 quadratic)."""
+    df = pd.DataFrame(rows)
+    wide = df.pivot(index="d", columns="fusion", values="params")
+    wide = wide[[c for c in df.fusion.unique()]]
+    slopes = {f: float(np.polyfit(np.log(wide.index), np.log(wide[f]), 1)[0]) for f in wide.columns}
+    return wide, slopes
+
+
+def figure_scaling(rows: list[dict], path: Path) -> Path:
+    """Log-log plot of fusion-layer parameters against representation size ``d``."""
+    wide, slopes = scaling_slopes(rows)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for f in wide.columns:
+        ax.plot(wide.index, wide[f], marker="o", ms=3, label=f"{f} (slope {slopes[f]:.2f})")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("representation size d per modality")
+    ax.set_ylabel("fusion-layer parameters (count)")
+    ax.set_title("Fusion parameter count vs representation size (hidden size fixed)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+WEIGHT_KEYS = {"gmu": "gates", "attention": "weights", "late_learned": "weights"}
+
+
+def fusion_weight_stats(runs: list[dict]) -> pd.DataFrame:
+    """Per fusion and modality: the mean weight (mean ± 95% CI over seeds of the per-seed test
+    mean) and the seed-averaged 5/50/95% quantiles of the per-sample weight."""
+    rows = []
+    for model, key in WEIGHT_KEYS.items():
+        rs = [r for r in runs if r["model"] == model and key in (r.get("diagnostics") or {})]
+        if not rs:
+            continue
+        for mod in rs[0]["diagnostics"][key]:
+            d = [r["diagnostics"][key][mod] for r in rs]
+            mean, ci = mean_ci([x["mean"] for x in d])
+            q = np.mean([x["quantiles"] for x in d], axis=0)
+            rows.append({"model": model, "weight": key, "modality": mod, "seeds": len(rs), "mean": mean, "ci": ci,
+                         "q05": q[0], "q50": q[2], "q95": q[4]})
+    return pd.DataFrame(rows)
+
+
+def figure_fusion_weights(runs: list[dict], path: Path) -> Path | None:
+    """Histograms of per-sample modality weights on the test split (GMU gates, attention weights),
+    summed over seeds, and the learned global late-fusion weights per seed."""
+    models = [m for m in WEIGHT_KEYS if any(r["model"] == m and r.get("diagnostics") for r in runs)]
+    if not models:
+        return None
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
+    edges = np.linspace(0, 1, 21)
+    for ax, model in zip(axes[0], models):
+        key = WEIGHT_KEYS[model]
+        rs = [r for r in runs if r["model"] == model and r.get("diagnostics")]
+        for mod in rs[0]["diagnostics"][key]:
+            hist = np.sum([r["diagnostics"][key][mod]["hist"] for r in rs], axis=0)
+            ax.stairs(hist / hist.sum(), edges, label=mod, fill=True, alpha=0.45)
+        ax.set_title(f"{model}: {key} ({len(rs)} seeds)")
+        ax.set_xlabel("weight given to the modality (0-1)")
+        ax.set_ylabel("fraction of test rows")
+        ax.legend(fontsize=8)
+    fig.suptitle("How much each fused model weighs each modality (test split)", fontsize=10)
+    return _save(fig, path)
+
+
+def section_part4(res: dict, s: pd.DataFrame, n_boot: int, figdir: Path, rel) -> str:
+    """Part 4: fusion variants vs simple fusion: metric, parameters, time, stability, gain over
+    ``early_concat`` with a paired bootstrap CI, parameter efficiency, weights, scaling."""
+    variants = [m for m in s.model if s[s.model == m].part.iloc[0] == "part4"]
+    if not variants or "early_concat" not in set(s.model):
+        return ""
+    g = fusion_gains(res, s, n_boot, ref="early_concat", models=variants + ["late_logit_avg"]).set_index("model")
+    best_uni = s[s.model == best_unimodal(s)].iloc[0]
+    rows = []
+    for m in ["early_concat", "late_logit_avg"] + variants:
+        r = s[s.model == m].iloc[0]
+        gain = "(reference)" if m == "early_concat" else (
+            f"{g.loc[m, 'gain']:+.4f} [{g.loc[m, 'lo']:+.4f}, {g.loc[m, 'hi']:+.4f}]" if m in g.index else "n/a")
+        k = r.params_fusion / 1000
+        rows.append({"model": m, "test ROC-AUC": fmt_ci(r.test_roc_auc_mean, r.test_roc_auc_ci95),
+                     "Δ vs early_concat [95% CI]": gain, "fusion params": _int(r.params_fusion),
+                     "total params": _int(r.params_total), "train s": f"{r.train_seconds_mean:.1f}",
+                     "seed std": f"{r.test_roc_auc_std:.4f}", "range": f"{r.test_roc_auc_range:.4f}",
+                     "epochs to best": f"{r.epochs_to_best_mean:.1f}", "diverged": str(r.diverged),
+                     "ROC-AUC per 1k fusion params": f"{r.test_roc_auc_mean / k:.4f}",
+                     "gain over best unimodal per 1k fusion params":
+                         f"{(r.test_roc_auc_mean - best_uni.test_roc_auc_mean) / k:+.5f}"})
+    table = pd.DataFrame(rows)
+    ranked = s[s.model.isin(["early_concat", "late_logit_avg"] + variants)].sort_values("test_roc_auc_mean", ascending=False)
+    top = ranked.iloc[0]
+    better = [m for m in g.index if g.loc[m, "lo"] > 0]
+    worse = [m for m in g.index if g.loc[m, "hi"] < 0]
+    out = ["## Part 4: fusion variants\n",
+           "GMU (gated), attention over modality embeddings, learned-weight late fusion, TFN (bilinear outer "
+           "product) and LMF (low-rank bilinear), trained with the same loop, split and seeds as Part 2. "
+           "Δ is test ROC-AUC minus `early_concat`, paired bootstrap over test rows.\n",
+           md_table(table) + "\n",
+           f"Highest mean test ROC-AUC: `{top.model}` ({fmt_ci(top.test_roc_auc_mean, top.test_roc_auc_ci95)}). "
+           f"Variants whose CI against `early_concat` lies above 0: {', '.join(f'`{m}`' for m in better) or 'none'}; "
+           f"below 0: {', '.join(f'`{m}`' for m in worse) or 'none'}; the rest tie with simple concatenation.\n"]
+    w = fusion_weight_stats(res["runs"])
+    if not w.empty:
+        wt = pd.DataFrame([{"model": r.model, "weight": r.weight, "modality": r.modality,
+                            "mean (± 95% CI over seeds)": fmt_ci(r.mean, r.ci, 3),
+                            "5% / 50% / 95% of test rows": f"{r.q05:.3f} / {r.q50:.3f} / {r.q95:.3f}"}
+                           for r in w.itertuples()])
+        fig = figure_fusion_weights(res["runs"], figdir / "fusion_weights.png")
+        out += ["### What the interpretable fusions weigh\n",
+                "GMU gates (averaged over hidden units) and attention weights are per test row; the late "
+                "weights are global. Weights of the two modalities sum to 1.\n",
+                md_table(wt) + "\n", f"![Fusion weights]({rel(fig)})\n"]
+    scaling_path = res["folder"] / "param_scaling.json"
+    if scaling_path.is_file():
+        rows = json.loads(scaling_path.read_text())
+        wide, slopes = scaling_slopes(rows)
+        t = wide.reset_index().astype({"d": int})
+        t = pd.concat([t.astype(str), pd.DataFrame([{"d": "log-log slope", **{f: f"{v:.2f}" for f, v in slopes.items()}}])])
+        fig = figure_scaling(rows, figdir / "param_scaling.png")
+        out += ["### Parameter scaling\n",
+                "Fusion-layer parameters (`numel` of registered parameters) as the per-modality representation "
+                "size d grows, output size fixed at the default hidden size; TFN's projection size is tied to d. "
+                "Slope of log(params) on log(d): ~1 linear, ~2 quadratic.\n",
+                md_table(t) + "\n", f"![Parameter scaling]({rel(fig)})\n"]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

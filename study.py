@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from config import ROOT, Config
 from data import Prepared, SplitData, prepare, to_inputs
-from fusion import FUSIONS
+from fusion import FUSIONS, parameter_scaling
 from metrics import classification_metrics
 from train import fit, make_model, move, predict
 
@@ -224,8 +224,9 @@ def reference_runs(prep: Prepared, cfg: Config) -> list[tuple[dict, dict]]:
         rec = base_record(name, "reference", 0, key, cfg)
         rec.update(fusion="none", modalities=["text"] if name == "ref_tfidf_logreg" else ["tabular"],
                    metrics={s: classification_metrics(sp[s].y, p) for s, p in probas.items()},
-                   params={"total": int(getattr(est, "coef_", np.zeros(0)).size
-                                        + getattr(est, "intercept_", np.zeros(0)).size)},
+                   # trees have nodes, not parameters: NaN keeps them out of parameter comparisons
+                   params={"total": int(est.coef_.size + est.intercept_.size) if hasattr(est, "coef_")
+                           else float("nan")},
                    train_seconds=secs, estimator=extra)
         results.append((rec, {"run_key": key, **{s: _proba_list(p) for s, p in probas.items()}}))
     return results
@@ -283,6 +284,10 @@ def run_study(cfg: Config, out: str | None = None, report: bool = True) -> Path:
             made = None if key in done else late_ensemble(prep, cfg, store, seed)
             if made:
                 store.append(*made)
+    if any(m in FUSIONS for m in cfg.study.models):
+        rows = parameter_scaling(cfg.study.scaling_dims, sorted(prep.modalities), cfg.model.head_hidden,
+                                 len(prep.classes), cfg.model.lmf_rank)
+        (folder / "param_scaling.json").write_text(json.dumps(rows) + "\n")
     wall = time.perf_counter() - t_start
     meta = {"study": cfg.dataset.name, "profile": cfg.profile, "config_fp": fp, "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "wall_seconds": round(wall, 1),

@@ -37,7 +37,9 @@ BatchFn = Callable[[dict, np.ndarray, np.random.Generator], dict]
 class FitResult:
     """What :func:`fit` learned about training: curves and timings.
 
-    ``curves`` maps ``epoch, train_loss, val_loss, val_roc_auc, seconds`` and
+    ``curves`` maps ``epoch, train_loss`` (running mean over the epoch's batches),
+    ``train_eval_loss`` (eval-mode log loss on a fixed 4,000-row train sample),
+    ``val_loss, val_roc_auc, seconds`` and
     ``grad_norm_<modality>`` (mean L2 norm of that encoder's gradient per step) to per-epoch lists.
     """
 
@@ -100,7 +102,10 @@ def fit(model: MultimodalModel, train: SplitData, val: SplitData, cfg: TrainConf
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda t: 1.0 if cfg.schedule == "constant" else max(0.0, 1 - t / steps))
     y_train = torch.from_numpy(train.y).to(DEVICE)
-    curves: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "val_loss", "val_roc_auc", "seconds")}
+    curves: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "train_eval_loss", "val_loss",
+                                                      "val_roc_auc", "seconds")}
+    # a fixed train subsample scored in eval mode, so the train-val gap compares like with like
+    train_probe = train.subset(rng.permutation(len(train))[:4000])
     curves.update({f"grad_norm_{m}": [] for m in model.modalities})
     best, best_state, best_epoch, bad, diverged, seen = math.inf, None, 0, 0, False, 0
     t0 = time.perf_counter()
@@ -128,7 +133,9 @@ def fit(model: MultimodalModel, train: SplitData, val: SplitData, cfg: TrainConf
             diverged = True
             break
         m = classification_metrics(val.y, proba)
-        for k, v in (("epoch", epoch), ("train_loss", float(np.mean(losses))), ("val_loss", m["log_loss"]),
+        probe_loss = classification_metrics(train_probe.y, predict(model, train_probe))["log_loss"]
+        for k, v in (("epoch", epoch), ("train_loss", float(np.mean(losses))), ("train_eval_loss", probe_loss),
+                     ("val_loss", m["log_loss"]),
                      ("val_roc_auc", m["roc_auc"]), ("seconds", time.perf_counter() - te)):
             curves[k].append(v)
         for mod, v in gn.items():
