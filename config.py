@@ -91,17 +91,31 @@ class TrainConfig:
     patience: int = 2
     schedule: str = "linear"
     threads: int = 2
+    workers: int = 2  # runs trained in parallel processes; each gets threads // workers torch threads
 
 
 @dataclass
 class StudyConfig:
-    """What the protocol runs: models, seeds, bootstrap resamples."""
+    """What the protocol runs: models, seeds, bootstrap resamples, ablation and imbalance grids."""
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     models: list[str] = field(default_factory=lambda: [
         "text_only", "tabular_only", "early_concat", "late_logit_avg",
         "gmu", "attention", "late_learned", "tfn", "lmf"])
     scaling_dims: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128, 256])
+    # Part 3: inference-time ablations on every trained model; ModDrop-trained variants
+    noise_levels: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0])
+    drop_levels: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75])
+    permutations: int = 5
+    moddrop_models: list[str] = field(default_factory=lambda: ["early_concat", "gmu"])
+    moddrop_p: float = 0.3
+    # Part 5: training-time weakening of one modality (clean level reused from Parts 1-2)
+    imbalance_models: list[str] = field(default_factory=lambda: [
+        "text_only", "tabular_only", "early_concat", "late_logit_avg", "gmu"])
+    imbalance_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    subsample_levels: list[float] = field(default_factory=lambda: [0.5, 0.2, 0.05])
+    corrupt_levels: list[float] = field(default_factory=lambda: [0.3, 0.6, 1.0])
+    truncate_levels: list[int] = field(default_factory=lambda: [32, 8, 2])
     references: bool = True
     bootstrap: int = 1000
 

@@ -184,6 +184,7 @@ class TextPipeline:
             lowercase=False, ngram_range=(1, self.cfg.ngram_max), min_df=self.cfg.min_df,
             max_features=self.cfg.max_features, sublinear_tf=self.cfg.sublinear_tf, dtype=np.float32)
         self.vectorizer_.fit(tokens)
+        self.unigrams_ = sorted(t for t in self.vectorizer_.vocabulary_ if " " not in t)
         self.vocab_size_ = len(self.vectorizer_.vocabulary_) + 2
         self.missing_id_, self.unknown_id_ = self.vocab_size_ - 2, self.vocab_size_ - 1
         return self
@@ -232,6 +233,12 @@ class TabularPipeline:
     def cardinalities_(self) -> list[int]:
         """Embedding table size per categorical column (levels + missing + unknown)."""
         return [len(self.levels_[c]) + 2 for c in self.categorical]
+
+    def missing_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """The encoding of a row whose every tabular cell is missing: ``cat (n_cat,)`` all
+        ``MISSING``; ``num (2 * n_num,)`` the scaled train medians, then flags of 1."""
+        num = np.concatenate([(self.medians_ - self.means_) / self.stds_, np.ones(len(self.numeric))])
+        return np.full(len(self.categorical), self.MISSING, dtype=np.int64), num.astype(np.float32)
 
     def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         cat = np.zeros((len(df), len(self.categorical)), dtype=np.int64)

@@ -47,8 +47,9 @@ def load_results(folder: Path) -> dict:
     from study import RunStore  # one reader of the JSON-lines format
     store = RunStore(folder)
     runs = [r for r in store.records() if r.get("config_fp") == study["config_fp"]]
-    return {"runs": runs, "preds": store.predictions(), "split": json.loads((folder / "split.json").read_text()),
-            "study": study, "folder": folder}
+    evals = [e for e in store.evals() if e.get("config_fp") == study["config_fp"]]
+    return {"runs": runs, "evals": evals, "preds": store.predictions(),
+            "split": json.loads((folder / "split.json").read_text()), "study": study, "folder": folder}
 
 
 def ordered_models(names) -> list[str]:
@@ -152,7 +153,7 @@ def disagreement(res: dict) -> dict:
     k = min(len(t), len(b))
     pt, pb = t[:k] >= 0.5, b[:k] >= 0.5
     dis = pt != pb
-    text_right = [(pt[i][dis[i]] == y[dis[i]]).mean() if dis[i].any() else np.nan for i in range(k)]
+    text_right = [(pt[i][dis[i]] == y[dis[i]]).mean() if dis[i].any() else 0.5 for i in range(k)]
     both_wrong = [((pt[i] != y) & (pb[i] != y)).mean() for i in range(k)]
     return {"disagree": float(dis.mean()), "n_disagree": float(dis.sum(axis=1).mean()),
             "text_right": float(np.nanmean(text_right)), "both_wrong": float(np.mean(both_wrong)), "seeds": k}
@@ -293,7 +294,7 @@ def section_gains(res: dict, s: pd.DataFrame, n_boot: int) -> tuple[str, pd.Data
 def render_experiments(res: dict, figdir: Path, relto: Path, n_boot: int = 1000) -> str:
     """The whole ``experiments.md`` text for one results folder (figures written to ``figdir``,
     linked relative to ``relto``)."""
-    s = summarize(res["runs"])
+    s = summarize([r for r in res["runs"] if not r.get("weaken")])
     rel = lambda p: os.path.relpath(p, relto)  # noqa: E731
     uni_fused = [m for m in s.model if s[s.model == m].part.iloc[0] in ("part1", "part2")]
     fig = figure_val_curves(res["runs"], figdir / "val_loss_curves.png",
@@ -326,6 +327,8 @@ def render_experiments(res: dict, figdir: Path, relto: Path, n_boot: int = 1000)
         f"![Validation loss curves]({rel(fig)})\n",
         "### Did fusion help?\n", gains_text,
         section_part4(res, s, n_boot, figdir, rel),
+        section_part3(res, s, figdir, rel),
+        section_part5(res, figdir, rel),
     ]
     return "\n".join(out)
 
@@ -340,7 +343,8 @@ def write_reports(folder: Path, dest: Path | None = None) -> Path:
     res = load_results(folder)
     if not res["runs"]:
         raise ValueError(f"{folder}: no run records for the current config; nothing to report")
-    summarize(res["runs"]).to_csv(folder / "summary.csv", index=False, float_format="%.6f")
+    summarize([r for r in res["runs"] if not r.get("weaken")]).to_csv(folder / "summary.csv", index=False,
+                                                                      float_format="%.6f")
     if dest is None:
         dest = ROOT / "experiments.md" if folder == (ROOT / "results" / "clothing").resolve() else folder / "experiments.md"
     n_boot = res["runs"][0]["config"]["study"]["bootstrap"]
@@ -535,6 +539,334 @@ def section_part4(res: dict, s: pd.DataFrame, n_boot: int, figdir: Path, rel) ->
                 "size d grows, output size fixed at the default hidden size; TFN's projection size is tied to d. "
                 "Slope of log(params) on log(d): ~1 linear, ~2 quadratic.\n",
                 md_table(t) + "\n", f"![Parameter scaling]({rel(fig)})\n"]
+    return "\n".join(out)
+
+
+def eval_frame(evals: list[dict]) -> pd.DataFrame:
+    """Evaluation records as a flat frame: model, seed, weaken ("" when clean), perturbation,
+    modality, severity, subset, n and every metric."""
+    rows = [{"model": e["model"], "seed": e["seed"], "part": e["part"],
+             "weaken": ":".join(map(str, e.get("weaken") or [])), "perturbation": e["perturbation"],
+             "modality": e["modality"], "severity": e["severity"], "subset": e["subset"], "n": e["n"],
+             **e["metrics"]} for e in evals]
+    return pd.DataFrame(rows)
+
+
+def shapley_two_player(v_full: float, v_text: float, v_tab: float, v_empty: float = 0.5) -> dict[str, float]:
+    """Exact Shapley values of a two-modality game (Shapley, 1953). ``v_text`` is the score with
+    only text (tabular removed), ``v_tab`` with only tabular; ``v_empty = 0.5`` is ROC-AUC of a
+    constant score. The two values sum to ``v_full - v_empty``."""
+    return {"text": 0.5 * ((v_text - v_empty) + (v_full - v_tab)),
+            "tabular": 0.5 * ((v_tab - v_empty) + (v_full - v_text))}
+
+
+def dominance(ev: pd.DataFrame) -> pd.DataFrame:
+    """Per model and seed on the test split: clean ROC-AUC, ROC-AUC with each modality removed,
+    the two Shapley values and the text share, and the permutation score of each modality
+    (clean minus the mean ROC-AUC over shuffles)."""
+    t = ev[ev.subset == "test"]
+    rows = []
+    for (model, seed, weaken), g in t.groupby(["model", "seed", "weaken"], sort=False):
+        get = lambda p, m: g[(g.perturbation == p) & (g.modality == m)].roc_auc  # noqa: E731
+        clean = float(get("clean", "none").iloc[0])
+        rm_text, rm_tab = get("remove", "text"), get("remove", "tabular")
+        if rm_text.empty or rm_tab.empty:
+            continue
+        phi = shapley_two_player(clean, float(rm_tab.iloc[0]), float(rm_text.iloc[0]))
+        total = phi["text"] + phi["tabular"]
+        rows.append({"model": model, "seed": seed, "weaken": weaken, "clean": clean,
+                     "no_text": float(rm_text.iloc[0]), "no_tabular": float(rm_tab.iloc[0]),
+                     "phi_text": phi["text"], "phi_tabular": phi["tabular"],
+                     "share_text": phi["text"] / total if total > 0 else float("nan"),
+                     "perm_text": clean - float(get("shuffle", "text").mean()),
+                     "perm_tabular": clean - float(get("shuffle", "tabular").mean())})
+    return pd.DataFrame(rows)
+
+
+def _ci_cell(values, digits: int = 4) -> str:
+    return fmt_ci(*mean_ci(list(values)), digits)
+
+
+def _grad_ratio(runs: list[dict], model: str) -> float:
+    """Mean over seeds and epochs of ||grad text encoder|| / ||grad tabular encoder||."""
+    vals = [np.mean(np.array(r["curves"]["grad_norm_text"]) / np.maximum(np.array(r["curves"]["grad_norm_tabular"]), 1e-12))
+            for r in runs if r["model"] == model and not r.get("weaken") and (r.get("curves") or {}).get("grad_norm_text")
+            and r["curves"].get("grad_norm_tabular")]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def robustness_curves(ev: pd.DataFrame) -> pd.DataFrame:
+    """Mean test ROC-AUC over seeds per model, family and severity, with severity 0 = the clean score.
+    Families: ``drop:<modality>``, ``remove:<modality>`` as drop at 1, and each noise family."""
+    t = ev[(ev.subset == "test") & (ev.weaken == "")]
+    clean = t[t.perturbation == "clean"].groupby("model").roc_auc.mean()
+    rows = []
+    for model in t.model.unique():
+        g = t[t.model == model]
+        fams = {f"drop:{m}": g[((g.perturbation == "drop") | (g.perturbation == "remove")) & (g.modality == m)]
+                for m in ("text", "tabular")}
+        fams.update({p: g[g.perturbation == p] for p in g.perturbation.unique()
+                     if p not in ("clean", "drop", "remove", "shuffle")})
+        for fam, sub in fams.items():
+            if sub.empty:
+                continue
+            curve = sub.groupby("severity").roc_auc.mean()
+            rows.append({"model": model, "family": fam, "severity": 0.0, "roc_auc": float(clean[model])})
+            rows += [{"model": model, "family": fam, "severity": float(s), "roc_auc": float(v)} for s, v in curve.items()]
+    return pd.DataFrame(rows)
+
+
+def curve_area(curve: pd.DataFrame) -> float:
+    """Trapezoid area under ROC-AUC vs severity over [0, 1] (= mean score across severities)."""
+    c = curve.sort_values("severity")
+    return float(np.trapezoid(c.roc_auc, c.severity))
+
+
+FAMILY_TITLES = {"drop:text": "text dropped for a fraction q of rows", "drop:tabular": "tabular dropped for a fraction q of rows",
+                 "text_noise": "text: tokens replaced/deleted (p)", "text_typo": "text: typos (p)",
+                 "text_delete": "text: tokens deleted (p)", "tab_noise": "tabular: Gaussian noise + category swaps (s)",
+                 "tab_mask": "tabular: cells masked (p)"}
+
+
+def figure_robustness(curves: pd.DataFrame, models: list[str], path: Path) -> Path:
+    """Small multiples: test ROC-AUC (seed mean) vs severity, one panel per perturbation family."""
+    fams = [f for f in FAMILY_TITLES if f in set(curves.family)]
+    ncol = 4
+    nrow = int(np.ceil(len(fams) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.2 * nrow), squeeze=False)
+    for ax, fam in zip(axes.flat, fams):
+        for m in models:
+            c = curves[(curves.model == m) & (curves.family == fam)].sort_values("severity")
+            if not c.empty:
+                ax.plot(c.severity, c.roc_auc, marker="o", ms=3, label=m)
+        ax.set_title(FAMILY_TITLES[fam], fontsize=9)
+        ax.set_xlabel("severity (0 = clean, 1 = max)")
+        ax.set_ylabel("test ROC-AUC")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(fams):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Robustness of each model to inference-time perturbations (mean over seeds)", fontsize=11)
+    return _save(fig, path)
+
+
+def section_part3(res: dict, s: pd.DataFrame, figdir: Path, rel) -> str:
+    """Part 3: removal vs the other unimodal model, per-sample drop and noise curves, the naturally
+    missing-text rows, ModDrop, and dominance (removal drop, Shapley, permutation, gradient ratio)."""
+    ev = eval_frame(res["evals"])
+    if ev.empty:
+        return ""
+    ev_clean = ev[ev.weaken == ""]
+    dom = dominance(ev_clean)
+    fused = [m for m in s.model if m not in UNIMODAL and not m.startswith("ref_") and m != "late_ensemble"
+             and m in set(dom.model)]
+    uni = {m: s[s.model == m].test_roc_auc_mean.iloc[0] for m in UNIMODAL if m in set(s.model)}
+    rows = []
+    for m in fused:
+        d = dom[dom.model == m]
+        rows.append({"model": m, "clean": _ci_cell(d.clean), "text removed": _ci_cell(d.no_text),
+                     "− tabular_only": f"{d.no_text.mean() - uni.get('tabular_only', np.nan):+.4f}",
+                     "tabular removed": _ci_cell(d.no_tabular),
+                     "− text_only": f"{d.no_tabular.mean() - uni.get('text_only', np.nan):+.4f}"})
+    out = ["## Part 3: ablations, robustness and dominance\n",
+           "All perturbations act on a model's inputs at inference, on the test split, for every trained model and "
+           "seed (`perturb.py`). *Removing* a modality gives every row the representation the pipeline uses for rows "
+           "that really lack it (missing-text token; all tabular cells missing). The `− tabular_only` column compares "
+           "'fused model without text' with the unimodal model that never had text (and vice versa); a negative value "
+           "means the fused model is worse off than a model built without that modality.\n",
+           md_table(pd.DataFrame(rows)) + "\n"]
+    worse = [r["model"] for r in rows if float(r["− tabular_only"]) < 0 or float(r["− text_only"]) < 0]
+    out.append(f"Fused models that fall below the other modality's unimodal model when a modality is removed: "
+               f"{', '.join(f'`{m}`' for m in worse) or 'none'}.\n")
+    curves = robustness_curves(ev_clean)
+    models_fig = [m for m in ["text_only", "tabular_only"] + fused if m in set(curves.model)]
+    fig = figure_robustness(curves, models_fig, figdir / "robustness.png")
+    area_rows = []
+    for m in models_fig:
+        row = {"model": m}
+        for fam in [f for f in FAMILY_TITLES if f in set(curves.family)]:
+            c = curves[(curves.model == m) & (curves.family == fam)]
+            other = {"text_only": ("tab", "drop:tabular"), "tabular_only": ("text", "drop:text")}.get(m, ())
+            if not c.empty and not fam.startswith(other):
+                clean = c[c.severity == 0].roc_auc.iloc[0]
+                row[fam] = f"{curve_area(c):.3f} ({curve_area(c) - clean:+.3f})"
+        area_rows.append(row)
+    out += ["### Robustness curves\n",
+            "Area under the ROC-AUC-vs-severity curve over [0, 1] (trapezoid; equals the mean score across "
+            "severities) and, in brackets, the area minus the clean score. Severities: per-sample drop "
+            "fraction q, token/cell probability p, noise scale s (x train std).\n",
+            md_table(pd.DataFrame(area_rows).fillna("—")) + "\n", f"![Robustness curves]({rel(fig)})\n"]
+    out.append(_missing_text_subset(ev_clean, models_fig))
+    out.append(_moddrop_table(s, dom, curves))
+    out.append(_dominance_table(res, dom, fused))
+    return "\n".join(x for x in out if x)
+
+
+def _missing_text_subset(ev: pd.DataFrame, models: list[str]) -> str:
+    sub = ev[ev.subset == "text_missing"]
+    if sub.empty:
+        return ""
+    rows = [{"model": m, "rows": str(int(sub[sub.model == m].n.iloc[0])),
+             "ROC-AUC on rows without text": _ci_cell(sub[sub.model == m].roc_auc),
+             "accuracy": _ci_cell(sub[sub.model == m].accuracy)} for m in models if m in set(sub.model)]
+    return ("### Rows whose text is naturally missing\n\nThe test rows that have neither title nor review "
+            "(a real missing-modality subset, not a simulation):\n\n" + md_table(pd.DataFrame(rows)) + "\n")
+
+
+def _moddrop_table(s: pd.DataFrame, dom: pd.DataFrame, curves: pd.DataFrame) -> str:
+    pairs = [(m.removesuffix("_moddrop"), m) for m in s.model if m.endswith("_moddrop")]
+    if not pairs:
+        return ""
+    rows = []
+    for plain, md in pairs:
+        for m in (plain, md):
+            d = dom[dom.model == m]
+            area = {fam: curve_area(curves[(curves.model == m) & (curves.family == fam)]) for fam in ("drop:text", "drop:tabular")}
+            rows.append({"model": m, "clean": _ci_cell(d.clean), "text removed": _ci_cell(d.no_text),
+                         "tabular removed": _ci_cell(d.no_tabular), "area drop:text": f"{area['drop:text']:.4f}",
+                         "area drop:tabular": f"{area['drop:tabular']:.4f}"})
+    p = s[s.model == pairs[0][1]]
+    return ("### Modality dropout (ModDrop) training\n\nSame architectures trained with per-sample modality dropout "
+            "(Neverova et al., 2016): each modality removed from a training sample with probability p, never both. "
+            "Areas are under the per-sample drop curves.\n\n" + md_table(pd.DataFrame(rows)) + "\n")
+
+
+def _dominance_table(res: dict, dom: pd.DataFrame, fused: list[str]) -> str:
+    rows = []
+    for m in fused:
+        d = dom[dom.model == m]
+        std = float(d.clean.std(ddof=1)) if len(d) > 1 else 0.0
+        drop_text, drop_tab = float((d.clean - d.no_text).mean()), float((d.clean - d.no_tabular).mean())
+        collapsed = [mod for mod, dr in (("text", drop_text), ("tabular", drop_tab)) if abs(dr) < std]
+        rows.append({"model": m, "drop if text removed": _ci_cell(d.clean - d.no_text),
+                     "drop if tabular removed": _ci_cell(d.clean - d.no_tabular),
+                     "Shapley text": _ci_cell(d.phi_text), "Shapley tabular": _ci_cell(d.phi_tabular),
+                     "text share": _ci_cell(d.share_text, 3),
+                     "permutation text": _ci_cell(d.perm_text), "permutation tabular": _ci_cell(d.perm_tabular),
+                     "grad-norm ratio text/tab": f"{_grad_ratio(res['runs'], m):.2f}",
+                     "collapsed (ignores)": ", ".join(collapsed) or "no"})
+    if not rows:
+        return ""
+    t = pd.DataFrame(rows)
+    return ("### Dominance\n\nPer fused model (mean ± 95% CI over seeds): ROC-AUC lost when each modality is removed; "
+            "exact two-player Shapley values of ROC-AUC (coalitions evaluated by removal, v(∅) = 0.5, so the two "
+            "values sum to clean − 0.5) and the text share of their sum; permutation score (clean minus ROC-AUC "
+            "with the modality shuffled across test rows, mean over shuffles; Gat et al., 2021); mean ratio of the "
+            "text to the tabular encoder's gradient norm during training. A model has *collapsed* onto one "
+            "modality when removing the other changes ROC-AUC by less than its seed-to-seed std.\n\n"
+            + md_table(t) + "\n")
+
+
+SWEEP_TITLES = {("subsample", "text"): "text present for a fraction f of train rows",
+                ("subsample", "tabular"): "tabular present for a fraction f of train rows",
+                ("corrupt", "text"): "text corrupted at rate r in training",
+                ("corrupt", "tabular"): "tabular corrupted at rate r in training",
+                ("truncate", "text"): "text truncated to k tokens"}
+CLEAN_LEVEL = {"subsample": 1.0, "corrupt": 0.0, "truncate": "full"}
+
+
+def imbalance_points(res: dict) -> pd.DataFrame:
+    """One row per sweep, level and model: mean test ROC-AUC, removal scores, Shapley share of the
+    weak modality, seed std; the clean level comes from the Parts 1-2 runs of the same seeds."""
+    ev = eval_frame(res["evals"])
+    if ev.empty or not (ev.weaken != "").any():
+        return pd.DataFrame()
+    dom = dominance(ev)
+    p5 = [r for r in res["runs"] if r.get("weaken")]
+    seeds = sorted({r["seed"] for r in p5})
+    models = sorted({r["model"] for r in p5}, key=lambda m: MODEL_ORDER.index(m) if m in MODEL_ORDER else 99)
+    rows = []
+    for kind, mod in SWEEP_TITLES:
+        levels = sorted({r["weaken"][2] for r in p5 if r["weaken"][:2] == [kind, mod]}, reverse=kind != "corrupt")
+        if not levels:
+            continue
+        for level in [CLEAN_LEVEL[kind]] + levels:
+            w = "" if level == CLEAN_LEVEL[kind] else f"{kind}:{mod}:{level}"
+            for m in models:
+                d = dom[(dom.model == m) & (dom.weaken == w) & dom.seed.isin(seeds)]
+                if d.empty:
+                    continue
+                weak_removed = d.no_text if mod == "text" else d.no_tabular
+                strong_removed = d.no_tabular if mod == "text" else d.no_text
+                share = d.share_text if mod == "text" else 1 - d.share_text
+                rows.append({"kind": kind, "modality": mod, "level": str(level), "model": m, "seeds": len(d),
+                             "auc": d.clean.mean(), "auc_std": d.clean.std(ddof=1) if len(d) > 1 else 0.0,
+                             "drop_weak": (d.clean - weak_removed).mean(), "drop_strong": (d.clean - strong_removed).mean(),
+                             "weak_share": share.mean(), "weak_share_ci": mean_ci(share)[1]})
+    return pd.DataFrame(rows)
+
+
+def imbalance_verdict(fused_auc: float, auc_std: float, drop_weak: float, drop_strong: float,
+                      strong_uni: float, weak_uni: float) -> str:
+    """*collapses*: removing the weak modality moves ROC-AUC by less than the seed std;
+    *over-relies*: removing the strong modality costs more than its unimodal advantage
+    (strong − weak unimodal ROC-AUC); *adapts*: uses both and beats the strong unimodal model;
+    otherwise *no gain* (uses both, does not beat the strong unimodal model)."""
+    if abs(drop_weak) < auc_std:
+        return "collapses"
+    if drop_strong > strong_uni - weak_uni:
+        return "over-relies"
+    return "adapts" if fused_auc > strong_uni else "no gain"
+
+
+def figure_imbalance(pts: pd.DataFrame, value: str, ylabel: str, path: Path, refs: bool) -> Path:
+    """One panel per sweep: ``value`` vs level (clean first) per model."""
+    sweeps = [k for k in SWEEP_TITLES if ((pts.kind == k[0]) & (pts.modality == k[1])).any()]
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(3.8 * len(sweeps), 3.4), squeeze=False)
+    for ax, (kind, mod) in zip(axes[0], sweeps):
+        p = pts[(pts.kind == kind) & (pts.modality == mod)]
+        levels = list(dict.fromkeys(p.level))
+        for m in dict.fromkeys(p.model):
+            if not refs and m.endswith("_only"):
+                continue
+            c = p[p.model == m].set_index("level").reindex(levels)
+            ax.plot(range(len(levels)), c[value], marker="o", ms=3, label=m,
+                    ls="--" if m.endswith("_only") else "-")
+        ax.set_xticks(range(len(levels)), levels)
+        ax.set_title(SWEEP_TITLES[(kind, mod)], fontsize=9)
+        ax.set_xlabel({"subsample": "fraction f", "corrupt": "rate r", "truncate": "tokens k"}[kind])
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def section_part5(res: dict, figdir: Path, rel) -> str:
+    """Part 5: weaken one modality at training time; fused score vs the strong unimodal model, the
+    weak modality's Shapley share and removal drop, and a verdict per level."""
+    pts = imbalance_points(res)
+    if pts.empty:
+        return ""
+    out = ["## Part 5: modality imbalance\n",
+           "One modality is weakened at training time — present for only a fraction f of train rows "
+           "(removed on the rest), corrupted at rate r on train rows (text: tokens replaced/deleted; tabular: "
+           "Gaussian noise + category swaps), or text truncated to k tokens on every split — and each model is "
+           "retrained (seeds " + ", ".join(map(str, sorted({r['seed'] for r in res['runs'] if r.get('weaken')})))
+           + "). Val/test stay clean except for truncation. Verdicts: " + imbalance_verdict.__doc__.replace("\n   ", "")
+           .replace("\n", " ").strip() + "\n"]
+    for (kind, mod), title in SWEEP_TITLES.items():
+        p = pts[(pts.kind == kind) & (pts.modality == mod)]
+        if p.empty:
+            continue
+        other = "tabular" if mod == "text" else "text"
+        strong = p[p.model == f"{other}_only"]
+        rows = []
+        for level in dict.fromkeys(p.level):
+            at = p[p.level == level].set_index("model")
+            weak_uni = at.auc.get(f"{mod}_only", np.nan)
+            strong_uni = strong[strong.level == p.level.iloc[0]].auc.mean()  # the clean strong model
+            for m, r in at.iterrows():
+                if m.endswith("_only"):
+                    continue
+                rows.append({"level": level, "model": m, f"{mod}_only": f"{weak_uni:.4f}",
+                             f"{other}_only (clean)": f"{strong_uni:.4f}", "fused ROC-AUC": f"{r.auc:.4f} (std {r.auc_std:.4f})",
+                             f"{mod} Shapley share": f"{r.weak_share:.3f} ± {r.weak_share_ci:.3f}",
+                             f"drop if {mod} removed": f"{r.drop_weak:+.4f}", f"drop if {other} removed": f"{r.drop_strong:+.4f}",
+                             "verdict": imbalance_verdict(r.auc, r.auc_std, r.drop_weak, r.drop_strong, strong_uni, weak_uni)})
+        out += [f"### Weakening {mod}: {title}\n", md_table(pd.DataFrame(rows)) + "\n"]
+    f1 = figure_imbalance(pts, "auc", "test ROC-AUC (seed mean)", figdir / "imbalance_scores.png", refs=True)
+    f2 = figure_imbalance(pts, "weak_share", "Shapley share of the weakened modality", figdir / "imbalance_shapley.png", refs=False)
+    out += [f"![Imbalance scores]({rel(f1)})\n", f"![Imbalance Shapley shares]({rel(f2)})\n"]
     return "\n".join(out)
 
 
