@@ -112,6 +112,15 @@ def git_hash() -> str:
         return "unknown"
 
 
+def _ends_torn(path: Path) -> bool:
+    """True if ``path`` is non-empty and its last byte is not a newline."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) != b"\n"
+
+
 class RunStore:
     """Append-only JSON-lines store of run records, their predictions and evaluation records."""
 
@@ -150,8 +159,10 @@ class RunStore:
         for path, objs in ((self.preds_path, [preds] if preds else []), (self.evals_path, evals or []),
                            (self.runs_path, [record])):
             if objs:
+                # a line cut off by an interrupted write must not swallow the next record
+                torn = _ends_torn(path)
                 with open(path, "a") as fh:
-                    fh.write("".join(json.dumps(o) + "\n" for o in objs))
+                    fh.write("\n" * torn + "".join(json.dumps(o) + "\n" for o in objs))
                     fh.flush()
                     os.fsync(fh.fileno())
 
@@ -205,7 +216,9 @@ def weakened(prep: Prepared, spec: RunSpec, seed: int) -> Prepared:
         splits = {k: perturb.truncate(v, prep, int(level)) for k, v in splits.items()}
     else:
         raise ValueError(f"unknown weakening {kind!r}; use subsample, corrupt or truncate")
-    return replace(prep, splits=splits)
+    out = replace(prep, splits=splits)
+    out.weakening = spec.weaken  # marks the copy so train_run does not weaken it twice
+    return out
 
 
 def eval_suite(prep: Prepared, cfg: Config, full: bool = True) -> list[tuple[dict, SplitData]]:
@@ -242,7 +255,7 @@ def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = N
               progress=None) -> tuple[dict, dict, list[dict]]:
     """Build, fit and evaluate one model; return ``(record, predictions, eval records)``."""
     key = spec.key(cfg.fingerprint())
-    p = weakened(prep, spec, cfg.split.seed)
+    p = prep if getattr(prep, "weakening", None) == spec.weaken else weakened(prep, spec, cfg.split.seed)
     model = make_model(spec.base_model, spec.fusion, p, cfg, spec.seed)
     batch_fn = (lambda b, rng: perturb.modality_dropout(b, p, spec.moddrop, rng)) if spec.moddrop else None
     res = fit(model, p.splits["train"], p.splits["val"], cfg.train, spec.seed, batch_fn=batch_fn, progress=progress)
@@ -354,7 +367,14 @@ def _init_worker(prep: Prepared, cfg: Config, suite: list, threads: int) -> None
 
 def _worker_run(spec: RunSpec):
     t0 = time.perf_counter()
-    out = train_run(spec, _WORKER["prep"], _WORKER["cfg"], _WORKER["suite"])
+    prep, cfg = _WORKER["prep"], _WORKER["cfg"]
+    if spec.weaken:  # every model and seed of a Part 5 point sees the same weakened data: build it once
+        cache = _WORKER.setdefault("weakened", {})
+        if spec.weaken not in cache:
+            cache.clear()  # runs arrive grouped by point; keep one weakened copy in memory
+            cache[spec.weaken] = weakened(prep, spec, cfg.split.seed)
+        prep = cache[spec.weaken]
+    out = train_run(spec, prep, cfg, _WORKER["suite"])
     return spec, out, time.perf_counter() - t0
 
 

@@ -1,0 +1,48 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from report import fmt_ci, imbalance_verdict, scaling_slopes, shapley_two_player, summarize
+
+
+def test_shapley_sums_to_full_minus_empty():
+    phi = shapley_two_player(0.98, 0.94, 0.97)
+    assert phi["text"] + phi["tabular"] == pytest.approx(0.98 - 0.5)
+    assert phi["tabular"] > phi["text"]
+
+
+def test_one_informative_modality_gets_all_the_shapley_share():
+    phi = shapley_two_player(0.9, 0.5, 0.9)  # text alone is chance, tabular alone is everything
+    assert phi["text"] == pytest.approx(0.0) and phi["tabular"] == pytest.approx(0.4)
+
+
+def test_verdicts():
+    uni = {"text": 0.94, "tabular": 0.97}
+    assert imbalance_verdict(0.98, 0.001, {"text": 0.0005, "tabular": 0.05}, uni) == "collapses"
+    assert imbalance_verdict(0.98, 0.001, {"text": 0.01, "tabular": 0.05}, uni) == "over-relies"
+    assert imbalance_verdict(0.98, 0.001, {"text": 0.01, "tabular": 0.02}, uni) == "adapts"
+    assert imbalance_verdict(0.965, 0.001, {"text": 0.01, "tabular": 0.02}, uni) == "no gain"
+
+
+def _rec(model, seed, auc, part="part1"):
+    m = {k: 0.5 for k in ("pr_auc", "f1", "accuracy", "log_loss", "ece")}
+    return {"model": model, "seed": seed, "part": part, "params": {"total": 10, "enc_text": 7, "head": 3},
+            "train_seconds": 2.0, "samples_per_s": 100.0, "best_epoch": 2, "diverged": False,
+            "curves": {"val_loss": [0.5, 0.4, 0.45], "train_loss": [0.6, 0.3, 0.2], "train_eval_loss": [0.5, 0.3, 0.2]},
+            "metrics": {"val": {"roc_auc": auc, **m}, "test": {"roc_auc": auc - 0.01, **m}}}
+
+
+def test_summarize_means_cis_and_stability():
+    s = summarize([_rec("text_only", i, a) for i, a in enumerate([0.90, 0.92, 0.94])]).iloc[0]
+    assert s.seeds == 3 and s.val_roc_auc_mean == pytest.approx(0.92)
+    assert s.test_roc_auc_range == pytest.approx(0.04) and s.test_roc_auc_std == pytest.approx(0.02)
+    assert s.train_val_gap_mean == pytest.approx(0.1)  # val 0.4 - eval-mode train 0.3 at best epoch 2
+    assert s.params_total == 10 and np.isnan(s.params_enc_tabular)
+    assert fmt_ci(s.val_roc_auc_mean, s.val_roc_auc_ci95) == "0.9200 ± 0.0497"
+
+
+def test_scaling_slopes_recover_exponents():
+    rows = [{"fusion": "lin", "d": d, "params": 3 * d + 1} for d in (8, 16, 32, 64)]
+    rows += [{"fusion": "quad", "d": d, "params": d * d} for d in (8, 16, 32, 64)]
+    _, slopes = scaling_slopes(rows)
+    assert slopes["lin"] == pytest.approx(1.0, abs=0.05) and slopes["quad"] == pytest.approx(2.0)

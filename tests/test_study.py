@@ -1,0 +1,69 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data import prepare
+from report import dominance, eval_frame, load_results, write_reports
+from study import RunSpec, RunStore, eval_suite, plan, run_study, train_run
+from tests.conftest import synthetic_config, synthetic_frame
+
+
+def test_plan_covers_every_part_and_skips_the_other_unimodal_model():
+    cfg = synthetic_config()
+    p = plan(cfg)
+    assert {s.model for s in p["main"]} == set(cfg.study.models)
+    assert {s.model for s in p["part3"]} == {"early_concat_moddrop", "gmu_moddrop"}
+    text_weak = {s.model for s in p["part5"] if s.weaken[1] == "text"}
+    assert "text_only" in text_weak and "tabular_only" not in text_weak
+    assert {s.weaken[0] for s in p["part5"]} == {"subsample", "corrupt", "truncate"}
+    keys = [s.key("fp") for v in p.values() for s in v]
+    assert len(keys) == len(set(keys))
+    cfg.study.models = ["text_only", "no_such_fusion"]
+    with pytest.raises(ValueError, match="no_such_fusion"):
+        plan(cfg)
+
+
+def test_only_informative_modality_gets_the_shapley_share():
+    cfg = synthetic_config()
+    prep = prepare(cfg, synthetic_frame(1500, text_signal=False))
+    _, _, evals = train_run(RunSpec("early_concat", "early_concat", 0, "part2"), prep, cfg, eval_suite(prep, cfg))
+    d = dominance(eval_frame(evals)).iloc[0]
+    assert d.clean > 0.9
+    assert 1 - d.share_text > 0.95  # tabular holds all the signal
+    assert d.phi_text + d.phi_tabular == pytest.approx(d.clean - 0.5)
+
+
+def test_run_study_on_a_csv_resumes_and_never_loses_runs(tmp_path):
+    csv = tmp_path / "toy.csv"
+    synthetic_frame(800).to_csv(csv, index=False)
+    cfg = synthetic_config()
+    cfg.dataset.source = str(csv)
+    cfg.study.models = ["text_only", "tabular_only", "early_concat"]
+    cfg.study.moddrop_models, cfg.study.imbalance_models = ["early_concat"], ["text_only", "early_concat"]
+    cfg.study.subsample_levels, cfg.study.corrupt_levels, cfg.study.truncate_levels = [0.5], [], [2]
+    cfg.study.noise_levels, cfg.study.drop_levels, cfg.study.permutations = [1.0], [0.5], 1
+    cfg.train.max_epochs, cfg.train.workers = 2, 1
+    folder = run_study(cfg, str(tmp_path / "res"), report=False)
+    meta = json.loads((folder / "study.json").read_text())
+    assert meta["runs_trained"] == meta["runs_planned"] == 3 + 1 + 3
+    runs = RunStore(folder).records()
+    assert {r["model"] for r in runs} >= {"text_only", "late_ensemble", "ref_hist_gbdt", "early_concat_moddrop"}
+    # cut the last record in half: the run is redone, every complete one is kept
+    lines = (folder / "runs.jsonl").read_text().splitlines()
+    (folder / "runs.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])
+    run_study(cfg, str(folder), report=False)
+    assert json.loads((folder / "study.json").read_text())["runs_trained"] == 1
+    dest = write_reports(folder, tmp_path / "exp.md")
+    text = dest.read_text()
+    for heading in ("## Parts 1–2", "## Part 3", "### Dominance", "## Part 5"):
+        assert heading in text
+    s = pd.read_csv(folder / "summary.csv")
+    assert set(s.model) >= {"text_only", "tabular_only", "early_concat", "late_ensemble", "early_concat_moddrop"}
+    assert len(load_results(folder)["evals"]) > 0
+
+
+def test_report_on_an_empty_folder_names_the_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="runs.jsonl"):
+        load_results(tmp_path)
