@@ -196,7 +196,7 @@ def fusion_diagnostics(model, split: SplitData, batch_size: int = 4096) -> dict:
 def base_record(spec_model: str, part: str, seed: int, key: str, cfg: Config) -> dict:
     """Fields every record shares: identity, config, provenance."""
     return {"kind": "train", "run_key": key, "study": cfg.dataset.name, "model": spec_model, "part": part,
-            "seed": seed, "config_fp": cfg.fingerprint(), "config": cfg.to_dict(), "git": git_hash(),
+            "seed": seed, "config_fp": cfg.fingerprint(), "config": cfg.to_dict(), "git": _WORKER.get("git") or git_hash(),
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -360,9 +360,9 @@ def results_dir(cfg: Config, out: str | None) -> Path:
 _WORKER: dict = {}
 
 
-def _init_worker(prep: Prepared, cfg: Config, suite: list, threads: int) -> None:
+def _init_worker(prep: Prepared, cfg: Config, suite: list, threads: int, git: str) -> None:
     torch.set_num_threads(threads)
-    _WORKER.update(prep=prep, cfg=cfg, suite=suite)
+    _WORKER.update(prep=prep, cfg=cfg, suite=suite, git=git)
 
 
 def _worker_run(spec: RunSpec):
@@ -406,6 +406,8 @@ def run_study(cfg: Config, out: str | None = None, report: bool = True) -> Path:
     folder = results_dir(cfg, out)
     store, fp = RunStore(folder), cfg.fingerprint()
     t_start = time.perf_counter()
+    code = git_hash()  # the code the study starts with, recorded in every record it writes
+    _WORKER["git"] = code
     print(f"study {cfg.dataset.name!r} profile {cfg.profile!r} -> {folder}")
     prep = prepare(cfg)
     write_split(prep, folder)
@@ -424,9 +426,9 @@ def run_study(cfg: Config, out: str | None = None, report: bool = True) -> Path:
     workers = max(1, min(cfg.train.workers, n_todo))
     threads = max(1, cfg.train.threads // workers)
     pool = None if workers == 1 else ProcessPoolExecutor(
-        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(prep, cfg, suite, threads))
+        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(prep, cfg, suite, threads, code))
     if pool is None:
-        _init_worker(prep, cfg, suite, cfg.train.threads)
+        _init_worker(prep, cfg, suite, cfg.train.threads, code)
     try:
         for part, desc in (("main", "Parts 1, 2, 4"), ("part3", "Part 3 (ModDrop)"), ("part5", "Part 5 (imbalance)")):
             t0 = time.perf_counter()
@@ -452,7 +454,7 @@ def run_study(cfg: Config, out: str | None = None, report: bool = True) -> Path:
             "workers": workers, "torch_threads_per_worker": threads, "wall_seconds": round(wall, 1),
             "runs_trained": n_todo, "runs_planned": n_all,
             "part_seconds": {k: round(v, 1) for k, v in secs.items()},
-            "git": git_hash(), "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            "git": code, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     (folder / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
     print("per-part wall seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in meta["part_seconds"].items()))
     print(f"study wall time {wall:.1f} s on {os.cpu_count()} cores ({n_todo} runs trained)")

@@ -18,10 +18,11 @@ def test_one_informative_modality_gets_all_the_shapley_share():
 
 def test_verdicts():
     uni = {"text": 0.94, "tabular": 0.97}
-    assert imbalance_verdict(0.98, 0.001, {"text": 0.0005, "tabular": 0.05}, uni) == "collapses"
-    assert imbalance_verdict(0.98, 0.001, {"text": 0.01, "tabular": 0.05}, uni) == "over-relies"
+    assert imbalance_verdict(0.98, 0.001, {"text": 0.0005, "tabular": 0.05}, uni) == "collapses (ignores text)"
+    assert imbalance_verdict(0.98, 0.001, {"text": 0.01, "tabular": 0.05}, uni) == "adapts + over-relies on tabular"
     assert imbalance_verdict(0.98, 0.001, {"text": 0.01, "tabular": 0.02}, uni) == "adapts"
     assert imbalance_verdict(0.965, 0.001, {"text": 0.01, "tabular": 0.02}, uni) == "no gain"
+    assert imbalance_verdict(0.965, 0.001, {"text": 0.01, "tabular": 0.04}, uni) == "no gain + over-relies on tabular"
 
 
 def _rec(model, seed, auc, part="part1"):

@@ -44,10 +44,12 @@ def test_run_study_on_a_csv_resumes_and_never_loses_runs(tmp_path):
     cfg.study.moddrop_models, cfg.study.imbalance_models = ["early_concat"], ["text_only", "early_concat"]
     cfg.study.subsample_levels, cfg.study.corrupt_levels, cfg.study.truncate_levels = [0.5], [], [2]
     cfg.study.noise_levels, cfg.study.drop_levels, cfg.study.permutations = [1.0], [0.5], 1
+    cfg.study.imbalance_seeds = [0]
     cfg.train.max_epochs, cfg.train.workers = 2, 1
     folder = run_study(cfg, str(tmp_path / "res"), report=False)
     meta = json.loads((folder / "study.json").read_text())
-    assert meta["runs_trained"] == meta["runs_planned"] == 3 + 1 + 3
+    # 3 main + 1 ModDrop + Part 5: (text_only, early_concat) x {subsample, truncate} text + early_concat x subsample tab
+    assert meta["runs_trained"] == meta["runs_planned"] == 3 + 1 + 5
     runs = RunStore(folder).records()
     assert {r["model"] for r in runs} >= {"text_only", "late_ensemble", "ref_hist_gbdt", "early_concat_moddrop"}
     # cut the last record in half: the run is redone, every complete one is kept
