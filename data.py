@@ -126,8 +126,9 @@ def validate_frame(df: pd.DataFrame, ds: DatasetConfig, where: str = "dataset") 
     if n_na:
         raise ValueError(f"{where}: label column {ds.label!r} has {n_na} missing values")
     if df[ds.label].nunique() < 2:
+        only = df[ds.label].iloc[0]
         raise ValueError(f"{where}: label column {ds.label!r} has a single class "
-                         f"{df[ds.label].iloc[0]!r}; need at least two")
+                         f"{getattr(only, 'item', lambda: only)()!r}; need at least two")
     return df[wanted].reset_index(drop=True)
 
 

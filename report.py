@@ -764,7 +764,6 @@ def _moddrop_table(s: pd.DataFrame, dom: pd.DataFrame, curves: pd.DataFrame) -> 
             rows.append({"model": m, "clean": _ci_cell(d.clean), "text removed": _ci_cell(d.no_text),
                          "tabular removed": _ci_cell(d.no_tabular), "area drop:text": f"{area['drop:text']:.4f}",
                          "area drop:tabular": f"{area['drop:tabular']:.4f}"})
-    p = s[s.model == pairs[0][1]]
     return ("### Modality dropout (ModDrop) training\n\nSame architectures trained with per-sample modality dropout "
             "(Neverova et al., 2016): each modality removed from a training sample with probability p, never both. "
             "Areas are under the per-sample drop curves.\n\n" + md_table(pd.DataFrame(rows)) + "\n")

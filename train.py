@@ -190,7 +190,10 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(str(e))
     torch.set_num_threads(cfg.train.threads)
     from study import run_study  # the protocol lives in study.py; imported late to keep this file first
-    run_study(cfg, args.out)
+    try:
+        run_study(cfg, args.out)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:  # bad data or spec: say what, no traceback
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

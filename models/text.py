@@ -7,7 +7,6 @@ training sample is dropped with probability ``token_dropout``) and feature dropo
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

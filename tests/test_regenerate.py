@@ -25,6 +25,7 @@ def regenerated(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REPORTS)
 def test_committed_report_matches_regeneration(regenerated, name):
     if not (ROOT / name).is_file():
@@ -32,6 +33,7 @@ def test_committed_report_matches_regeneration(regenerated, name):
     assert (regenerated / name).read_text() == (ROOT / name).read_text(), f"{name} is stale: run `python report.py`"
 
 
+@pytest.mark.slow
 def test_summary_csv_matches(regenerated):
     for study in ("clothing", "clothing_no_rating"):
         committed = ROOT / "results" / study / "summary.csv"

@@ -1,5 +1,4 @@
 import numpy as np
-import pandas as pd
 import pytest
 
 from report import fmt_ci, imbalance_verdict, scaling_slopes, shapley_two_player, summarize
