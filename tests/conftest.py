@@ -13,7 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import torch  # noqa: E402
+
 from config import Config  # noqa: E402
+
+torch.set_num_threads(1)  # tiny models: one thread is fastest and immune to a busy machine
 
 
 def synthetic_frame(n: int = 2000, seed: int = 0, text_signal: bool = True, tab_signal: bool = True) -> pd.DataFrame:
@@ -44,7 +48,7 @@ def synthetic_config(**train) -> Config:
     cfg.model.text_dim = cfg.model.tab_dim = cfg.model.head_hidden = cfg.model.tab_hidden = 16
     cfg.model.token_dropout = 0.0
     cfg.train.max_epochs, cfg.train.batch_size, cfg.train.lr = 12, 128, 1e-2
-    cfg.train.patience = 3
+    cfg.train.patience, cfg.train.threads = 3, 1
     for k, v in train.items():
         setattr(cfg.train, k, v)
     cfg.study.seeds, cfg.study.bootstrap = [0], 50
