@@ -1,8 +1,8 @@
 """Study configuration: typed sections loaded from TOML with hard rules.
 
-A study is configured by a dataset file (``configs/clothing.toml``) overlaid by a profile file
-(``configs/full.toml`` or ``configs/quick.toml``) and then by ``--set section.key=value``
-overrides. As in nanoGPT, unknown keys are errors and an override must keep the default's type.
+A study is configured by a profile file (``configs/full.toml`` or ``configs/quick.toml``), then a
+dataset file (``configs/clothing.toml``; it may override any profile key), then
+``--set section.key=value`` overrides. As in nanoGPT, unknown keys are errors and an override must keep the default's type.
 The resolved config is saved with every result record.
 """
 from __future__ import annotations
@@ -207,7 +207,7 @@ def parse_override(text: str) -> dict:
 
 def load_config(dataset: str | Path = CONFIG_DIR / "clothing.toml", profile: str = "full",
                 overrides: list[str] | None = None) -> Config:
-    """Resolve dataset file + profile file + overrides into one :class:`Config`.
+    """Resolve profile file, then dataset file, then overrides into one :class:`Config` (later wins).
 
     Raises
     ------
@@ -224,9 +224,15 @@ def load_config(dataset: str | Path = CONFIG_DIR / "clothing.toml", profile: str
                                     + (f"; profiles: {sorted(x.stem for x in CONFIG_DIR.glob('*.toml'))}"
                                        if p == prof_path else ""))
     cfg = Config(profile=profile, base_dir=str(dataset.resolve().parent))
-    for p in (dataset, prof_path):
-        with open(p, "rb") as fh:
-            apply(cfg, tomllib.load(fh), origin=str(p))
+    with open(prof_path, "rb") as fh:
+        prof = tomllib.load(fh)
+    if "dataset" in prof or "split" in prof:
+        raise ValueError(f"{prof_path} describes a dataset, not a profile; pass it as --data, and use a "
+                         f"profile without [dataset]/[split] (e.g. full, quick)")
+    # the profile sets the defaults of a run; the dataset file may then override any of them
+    apply(cfg, prof, origin=str(prof_path))
+    with open(dataset, "rb") as fh:
+        apply(cfg, tomllib.load(fh), origin=str(dataset))
     for o in overrides or []:
         apply(cfg, parse_override(o), origin=f"--set {o}")
     return cfg

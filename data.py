@@ -180,6 +180,10 @@ class TextPipeline:
         return [t[:k] for t in toks], n_cut
 
     def fit(self, tokens: list[list[str]]) -> "TextPipeline":
+        if not any(tokens):  # no text modality at all (a tabular-only dataset): only the reserved ids
+            self.vectorizer_, self.unigrams_, self.vocab_size_ = None, [], 2
+            self.missing_id_, self.unknown_id_ = 0, 1
+            return self
         self.vectorizer_ = TfidfVectorizer(
             analyzer="word", tokenizer=_identity, preprocessor=_identity, token_pattern=None,
             lowercase=False, ngram_range=(1, self.cfg.ngram_max), min_df=self.cfg.min_df,
@@ -191,7 +195,8 @@ class TextPipeline:
         return self
 
     def transform(self, tokens: list[list[str]], missing: np.ndarray) -> sp.csr_matrix:
-        x = self.vectorizer_.transform(tokens)
+        x = (self.vectorizer_.transform(tokens) if self.vectorizer_ is not None
+             else sp.csr_matrix((len(tokens), 0), dtype=np.float32))
         empty = np.diff(x.indptr) == 0
         extra = np.zeros(len(tokens), dtype=np.int64)
         extra[empty & missing] = self.missing_id_

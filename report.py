@@ -161,17 +161,20 @@ def fusion_gains(res: dict, summary: pd.DataFrame, n_boot: int, ref: str | None 
 
 
 def disagreement(res: dict) -> dict:
-    """How often ``text_only`` and ``tabular_only`` (same seed, threshold 0.5) disagree on test, and
-    which one is right then; averaged over paired seeds."""
+    """How often ``text_only`` and ``tabular_only`` (same seed; predicted class = threshold 0.5, or the
+    argmax for multi-class) disagree on test, and which one is right then; averaged over paired
+    seeds. ``text_right`` is NaN when they never disagree."""
     y = np.asarray(res["split"]["y_test"])
     t, b = _seed_probas(res, "text_only"), _seed_probas(res, "tabular_only")
     k = min(len(t), len(b))
-    pt, pb = t[:k] >= 0.5, b[:k] >= 0.5
+    label = lambda p: p.argmax(axis=-1) if p.ndim == 3 else (p >= 0.5).astype(int)  # noqa: E731
+    pt, pb = label(t[:k]), label(b[:k])
     dis = pt != pb
-    text_right = [(pt[i][dis[i]] == y[dis[i]]).mean() if dis[i].any() else 0.5 for i in range(k)]
+    text_right = [(pt[i][dis[i]] == y[dis[i]]).mean() for i in range(k) if dis[i].any()]
     both_wrong = [((pt[i] != y) & (pb[i] != y)).mean() for i in range(k)]
     return {"disagree": float(dis.mean()), "n_disagree": float(dis.sum(axis=1).mean()),
-            "text_right": float(np.nanmean(text_right)), "both_wrong": float(np.mean(both_wrong)), "seeds": k}
+            "text_right": float(np.mean(text_right)) if text_right else float("nan"),
+            "both_wrong": float(np.mean(both_wrong)), "seeds": k}
 
 
 def figure_val_curves(runs: list[dict], path: Path, models: list[str] | None = None) -> Path:
@@ -281,8 +284,10 @@ def section_modalities(res: dict, s: pd.DataFrame) -> str:
         f"- Text alone reaches test ROC-AUC {fmt_ci(t.test_roc_auc_mean, t.test_roc_auc_ci95)}; tabular alone "
         f"{fmt_ci(b.test_roc_auc_mean, b.test_roc_auc_ci95)} (mean ± 95% CI over seeds).",
         f"- The two unimodal models (threshold 0.5, same seed) disagree on {100 * d['disagree']:.1f}% of test rows "
-        f"(≈{d['n_disagree']:.0f} rows); where they disagree the text model is right {100 * d['text_right']:.1f}% "
-        f"of the time and the tabular model {100 * (1 - d['text_right']):.1f}%. Both are wrong on "
+        f"(≈{d['n_disagree']:.0f} rows); "
+        + (f"where they disagree the text model is right {100 * d['text_right']:.1f}% of the time and the tabular "
+           f"model {100 * (1 - d['text_right']):.1f}%. " if d["text_right"] == d["text_right"] else "they never disagree. ")
+        + f"Both are wrong on "
         f"{100 * d['both_wrong']:.1f}% of rows. Disagreement that each side wins part of the time is the room "
         "a fused model has to improve on either.",
         f"- Stronger modality (chosen on validation ROC-AUC): **{strong.model.replace('_only', '')}**, ahead by "
@@ -526,10 +531,11 @@ def section_part4(res: dict, s: pd.DataFrame, n_boot: int, figdir: Path, rel) ->
     variants = [m for m in s.model if s[s.model == m].part.iloc[0] == "part4"]
     if not variants or "early_concat" not in set(s.model):
         return ""
-    g = fusion_gains(res, s, n_boot, ref="early_concat", models=variants + ["late_logit_avg"]).set_index("model")
+    g = fusion_gains(res, s, n_boot, ref="early_concat", models=variants + ["late_logit_avg"])
+    g = g.set_index("model") if not g.empty else pd.DataFrame(columns=["gain", "lo", "hi"])
     best_uni = s[s.model == best_unimodal(s)].iloc[0]
     rows = []
-    for m in ["early_concat", "late_logit_avg"] + variants:
+    for m in [m for m in ["early_concat", "late_logit_avg"] + variants if m in set(s.model)]:
         r = s[s.model == m].iloc[0]
         gain = "(reference)" if m == "early_concat" else (
             f"{g.loc[m, 'gain']:+.4f} [{g.loc[m, 'lo']:+.4f}, {g.loc[m, 'hi']:+.4f}]" if m in g.index else "n/a")
@@ -836,19 +842,22 @@ def imbalance_points(res: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ONE_SEED_TOLERANCE = 0.001  # ROC-AUC change below which a removal "does nothing" when std is unknown
+
+
 def imbalance_verdict(fused_auc: float, auc_std: float, drops: dict[str, float], uni: dict[str, float]) -> str:
     """Verdict for one fused model at one imbalance level.
 
     ``drops[m]`` is the ROC-AUC lost when modality ``m`` is removed; ``uni[m]`` the unimodal ROC-AUC
     of ``m`` at that level; the weak modality is the one with the lower unimodal score.
     *collapses*: removing the weak modality moves ROC-AUC by less than the fused model's seed std
-    (it is ignored); else *adapts* when the fused model beats the strong unimodal model and
+    (at least ``ONE_SEED_TOLERANCE``, which also stands in for the std of a single seed; it is ignored); else *adapts* when the fused model beats the strong unimodal model and
     *no gain* otherwise. ``+ over-relies on <strong>`` is appended when removing the strong
     modality costs more than its unimodal advantage (strong − weak unimodal ROC-AUC), i.e. without
     it the fused model is worse than the weak modality's own model.
     """
     strong, weak = sorted(uni, key=uni.get, reverse=True)
-    if abs(drops[weak]) < auc_std:
+    if abs(drops[weak]) < max(auc_std, ONE_SEED_TOLERANCE):
         return f"collapses (ignores {weak})"
     verdict = "adapts" if fused_auc > uni[strong] else "no gain"
     if drops[strong] > uni[strong] - uni[weak]:
@@ -954,7 +963,10 @@ def _q1(main: dict, con: dict | None, n_boot: int) -> tuple[str, str]:
     rows, text = [], []
     for res in [main] + ([con] if con else []):
         s = res["summary"]
-        g = fusion_gains(res, s, n_boot).set_index("model")
+        g = fusion_gains(res, s, n_boot)
+        if g.empty:
+            continue
+        g = g.set_index("model")
         ref = best_unimodal(s)
         r_ref = s[s.model == ref].iloc[0]
         for m in g.index:
@@ -975,7 +987,8 @@ def _q1(main: dict, con: dict | None, n_boot: int) -> tuple[str, str]:
 def _q2(main: dict, n_boot: int) -> tuple[str, str]:
     s = main["summary"]
     fused = s[~s.model.isin(UNIMODAL) & ~s.model.str.startswith("ref_")].sort_values("test_roc_auc_mean", ascending=False)
-    g = fusion_gains(main, s, n_boot, ref="early_concat", models=list(fused.model)).set_index("model")
+    g = fusion_gains(main, s, n_boot, ref="early_concat", models=list(fused.model))
+    g = g.set_index("model") if not g.empty else pd.DataFrame(columns=["gain", "lo", "hi"])
     rows = []
     for rank, r in enumerate(fused.itertuples(), 1):
         d = "(reference)" if r.model == "early_concat" else (

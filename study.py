@@ -275,7 +275,8 @@ def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = N
 
 def _as_proba(p: list, n_classes: int) -> np.ndarray:
     a = np.asarray(p, dtype=float)
-    return np.column_stack([1 - a, a]) if n_classes == 2 and a.ndim == 1 else a
+    a = np.column_stack([1 - a, a]) if n_classes == 2 and a.ndim == 1 else a
+    return a / a.sum(axis=1, keepdims=True)  # stored probabilities are rounded to 6 decimals
 
 
 def late_ensemble(prep: Prepared, cfg: Config, store: RunStore, seed: int) -> tuple[dict, dict] | None:

@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         run_study(cfg, args.out)
     except (ValueError, FileNotFoundError, RuntimeError) as e:  # bad data or spec: say what, no traceback
         raise SystemExit(f"error: {e}") from None
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted: every finished run is stored; rerun the same command to resume") from None
 
 
 if __name__ == "__main__":

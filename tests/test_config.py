@@ -36,3 +36,16 @@ def test_profiles_load_and_differ():
 def test_missing_profile():
     with pytest.raises(FileNotFoundError, match="nope"):
         load_config(CONFIG_DIR / "clothing.toml", "nope")
+
+
+def test_dataset_file_overrides_the_profile(tmp_path):
+    p = tmp_path / "d.toml"
+    p.write_text('[dataset]\nname = "x"\n[study]\nseeds = [7]\n[train]\nmax_epochs = 9\n')
+    cfg = load_config(p, "quick")
+    assert cfg.study.seeds == [7] and cfg.train.max_epochs == 9
+    assert load_config(p, "quick", ["train.max_epochs=3"]).train.max_epochs == 3
+
+
+def test_a_dataset_file_is_not_a_profile():
+    with pytest.raises(ValueError, match="not a profile"):
+        load_config(CONFIG_DIR / "clothing.toml", "clothing_no_rating")

@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -68,3 +70,40 @@ def test_run_study_on_a_csv_resumes_and_never_loses_runs(tmp_path):
 def test_report_on_an_empty_folder_names_the_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="runs.jsonl"):
         load_results(tmp_path)
+
+
+def _tiny_study(tmp_path, df, **study):
+    csv = tmp_path / "d.csv"
+    df.to_csv(csv, index=False)
+    cfg = synthetic_config()
+    cfg.dataset.source = str(csv)
+    cfg.study.models = ["text_only", "tabular_only", "early_concat", "gmu"]
+    cfg.study.moddrop_models, cfg.study.imbalance_models = [], ["text_only", "early_concat"]
+    cfg.study.subsample_levels, cfg.study.corrupt_levels, cfg.study.truncate_levels = [0.5], [], []
+    cfg.study.noise_levels, cfg.study.drop_levels, cfg.study.permutations = [1.0], [0.5], 1
+    cfg.study.imbalance_seeds = [0]
+    cfg.train.max_epochs, cfg.train.workers = 2, 1
+    for k, v in study.items():
+        setattr(cfg.study, k, v)
+    return cfg
+
+
+def test_multiclass_study_reports_without_crashing(tmp_path):
+    df = synthetic_frame(600)
+    df["label"] = np.where(df.b > 0.5, "hi", np.where(df.b < -0.5, "lo", "mid"))
+    cfg = _tiny_study(tmp_path, df)
+    folder = run_study(cfg, str(tmp_path / "res"), report=False)
+    text = write_reports(folder, tmp_path / "exp.md").read_text()
+    assert "## Part 4" in text and "## Part 5" in text
+    s = pd.read_csv(folder / "summary.csv").set_index("model")
+    assert s.loc["tabular_only", "test_roc_auc_mean"] > 0.7  # macro one-vs-rest, 2 epochs; chance is 0.5
+
+
+def test_dataset_without_text_trains_tabular_models(tmp_path):
+    cfg = _tiny_study(tmp_path, synthetic_frame(500).drop(columns="review"), models=["tabular_only", "early_concat"],
+                      imbalance_models=[])
+    cfg.dataset.text = []
+    folder = run_study(cfg, str(tmp_path / "res"), report=False)
+    runs = RunStore(folder).records()
+    assert {r["model"] for r in runs} == {"tabular_only", "early_concat", "ref_hist_gbdt"}
+    assert all(r["modalities"] == ["tabular"] for r in runs if r["model"] != "ref_hist_gbdt")
