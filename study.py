@@ -457,7 +457,16 @@ def run_study(cfg: Config, out: str | None = None, report: bool = True) -> Path:
             "runs_trained": n_todo, "runs_planned": n_all,
             "part_seconds": {k: round(v, 1) for k, v in secs.items()},
             "git": code, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-    (folder / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
+    old = json.loads((folder / "study.json").read_text()) if (folder / "study.json").is_file() else {}
+    if old.get("config_fp") == fp and n_todo == 0:
+        print(f"nothing new to train: keeping the timings of the run that trained these models ({folder / 'study.json'})")
+    else:
+        if old.get("config_fp") == fp:  # a resumed study: its cost is the sum of its invocations
+            meta["wall_seconds"] = round(old["wall_seconds"] + wall, 1)
+            meta["runs_trained"] = old["runs_trained"] + n_todo
+            meta["part_seconds"] = {k: round(old["part_seconds"].get(k, 0) + v, 1) for k, v in secs.items()}
+            meta["invocations"] = old.get("invocations", 1) + 1
+        (folder / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
     print("per-part wall seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in meta["part_seconds"].items()))
     print(f"study wall time {wall:.1f} s on {os.cpu_count()} cores ({n_todo} runs trained)")
     if report:

@@ -42,6 +42,9 @@ def test_study_end_to_end_on_a_subsample(tmp_path):
     assert "## Parts 1–2" in text and "early_concat" in text
     # a rerun trains nothing and keeps the records
     n_before = len((folder / "runs.jsonl").read_text().splitlines())
+    timing = (folder / "study.json").read_text()
     run_study(cfg, str(folder), report=False)
     assert len((folder / "runs.jsonl").read_text().splitlines()) == n_before
-    assert json.loads((folder / "study.json").read_text())["runs_trained"] == 0
+    # ... and keeps the timings of the run that trained the models
+    assert json.loads((folder / "study.json").read_text())["runs_trained"] == planned
+    assert (folder / "study.json").read_text() == timing

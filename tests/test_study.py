@@ -57,7 +57,11 @@ def test_run_study_on_a_csv_resumes_and_never_loses_runs(tmp_path):
     lines = (folder / "runs.jsonl").read_text().splitlines()
     (folder / "runs.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])
     run_study(cfg, str(folder), report=False)
-    assert json.loads((folder / "study.json").read_text())["runs_trained"] == 1
+    meta2 = json.loads((folder / "study.json").read_text())
+    assert meta2["runs_trained"] == meta["runs_trained"] + 1 and meta2["invocations"] == 2
+    assert meta2["wall_seconds"] > meta["wall_seconds"]
+    run_study(cfg, str(folder), report=False)  # nothing left to train: the timings are kept
+    assert json.loads((folder / "study.json").read_text()) == meta2
     dest = write_reports(folder, tmp_path / "exp.md")
     text = dest.read_text()
     for heading in ("## Parts 1–2", "## Part 3", "### Dominance", "## Part 5"):
