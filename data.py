@@ -294,6 +294,7 @@ class Prepared:
     classes: list
     stats: dict
     modalities: tuple[str, ...]
+    weakening: tuple = ()  # a Part 5 training-time weakening already applied to these splits
 
 
 def _join_text(df: pd.DataFrame, cols: list[str]) -> tuple[list[str | None], np.ndarray]:

@@ -90,8 +90,7 @@ def summarize(runs: list[dict]) -> pd.DataFrame:
         row["test_roc_auc_std"] = float(auc.std(ddof=1)) if len(auc) > 1 else 0.0
         row["test_roc_auc_range"] = float(auc.max() - auc.min())
         for p in PARAM_PARTS:
-            row[f"params_{p}"] = rs[0]["params"].get(p, np.nan if p != "total" else 0)
-        row["params_total"] = rs[0]["params"]["total"]
+            row[f"params_{p}"] = rs[0]["params"].get(p, np.nan)
         row["train_seconds_mean"] = float(np.mean([r["train_seconds"] for r in rs]))
         row["samples_per_s_mean"] = float(np.mean([r.get("samples_per_s", np.nan) for r in rs]))
         row["epochs_to_best_mean"] = float(np.mean([r.get("best_epoch", np.nan) for r in rs]))

@@ -217,9 +217,7 @@ def weakened(prep: Prepared, spec: RunSpec, seed: int) -> Prepared:
         splits = {k: perturb.truncate(v, prep, int(level)) for k, v in splits.items()}
     else:
         raise ValueError(f"unknown weakening {kind!r}; use subsample, corrupt or truncate")
-    out = replace(prep, splits=splits)
-    out.weakening = spec.weaken  # marks the copy so train_run does not weaken it twice
-    return out
+    return replace(prep, splits=splits, weakening=spec.weaken)
 
 
 def eval_suite(prep: Prepared, cfg: Config, full: bool = True) -> list[tuple[dict, SplitData]]:
@@ -256,7 +254,7 @@ def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = N
               progress=None) -> tuple[dict, dict, list[dict]]:
     """Build, fit and evaluate one model; return ``(record, predictions, eval records)``."""
     key = spec.key(cfg.fingerprint())
-    p = prep if getattr(prep, "weakening", None) == spec.weaken else weakened(prep, spec, cfg.split.seed)
+    p = prep if prep.weakening == spec.weaken else weakened(prep, spec, cfg.split.seed)
     model = make_model(spec.base_model, spec.fusion, p, cfg, spec.seed)
     batch_fn = (lambda b, rng: perturb.modality_dropout(b, p, spec.moddrop, rng)) if spec.moddrop else None
     res = fit(model, p.splits["train"], p.splits["val"], cfg.train, spec.seed, batch_fn=batch_fn, progress=progress)
