@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load_config(args.data, args.profile)
     torch.set_num_threads(cfg.train.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = run_study(cfg, tmp, report=False)
+        folder = run_study(cfg, tmp)
         print(part_table(folder).to_markdown(index=False))
 
 

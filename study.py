@@ -35,7 +35,7 @@ from config import ROOT, Config
 from data import Prepared, SplitData, prepare, to_inputs
 from fusion import FUSIONS, parameter_scaling
 from metrics import classification_metrics
-from train import fit, make_model, move, predict
+from loop import fit, make_model, move, predict
 
 UNIMODAL = ("text_only", "tabular_only")
 PART_OF = {"text_only": "part1", "tabular_only": "part1", "early_concat": "part2",
@@ -396,8 +396,8 @@ def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str) -> None:
             bar.update()
 
 
-def run_study(cfg: Config, out: str | None = None, report: bool = True) -> Path:
-    """Run every part of the study for ``cfg``, skipping stored runs; then write the reports.
+def run_study(cfg: Config, out: str | None = None) -> Path:
+    """Run every part of the study for ``cfg``, skipping stored runs (the CLI then writes the reports).
 
     Parts run in order (data + references, Parts 1/2/4, Part 3 ModDrop models, Part 5), each
     trained by ``cfg.train.workers`` processes. Returns the results folder; prints per-part wall
@@ -467,7 +467,4 @@ def run_study(cfg: Config, out: str | None = None, report: bool = True) -> Path:
         (folder / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
     print("per-part wall seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in meta["part_seconds"].items()))
     print(f"study wall time {wall:.1f} s on {os.cpu_count()} cores ({n_todo} runs trained)")
-    if report:
-        from report import write_reports
-        write_reports(folder)
     return folder

@@ -25,7 +25,7 @@ def test_study_end_to_end_on_a_subsample(tmp_path):
     cfg = load_config(CONFIG_DIR / "clothing.toml", "quick",
                       ["dataset.subsample=6000", "study.seeds=[0]", "train.max_epochs=3", "study.bootstrap=50",
                        'study.models=["text_only", "tabular_only", "early_concat", "late_logit_avg"]'])
-    folder = run_study(cfg, str(tmp_path / "res"), report=False)
+    folder = run_study(cfg, str(tmp_path / "res"))
     from report import write_reports
     dest = write_reports(folder, tmp_path / "experiments.md")
     s = pd.read_csv(folder / "summary.csv").set_index("model")
@@ -43,7 +43,7 @@ def test_study_end_to_end_on_a_subsample(tmp_path):
     # a rerun trains nothing and keeps the records
     n_before = len((folder / "runs.jsonl").read_text().splitlines())
     timing = (folder / "study.json").read_text()
-    run_study(cfg, str(folder), report=False)
+    run_study(cfg, str(folder))
     assert len((folder / "runs.jsonl").read_text().splitlines()) == n_before
     # ... and keeps the timings of the run that trained the models
     assert json.loads((folder / "study.json").read_text())["runs_trained"] == planned

@@ -47,7 +47,7 @@ def test_run_study_on_a_csv_resumes_and_never_loses_runs(tmp_path):
     cfg.study.noise_levels, cfg.study.drop_levels, cfg.study.permutations = [1.0], [0.5], 1
     cfg.study.imbalance_seeds = [0]
     cfg.train.max_epochs, cfg.train.workers = 2, 1
-    folder = run_study(cfg, str(tmp_path / "res"), report=False)
+    folder = run_study(cfg, str(tmp_path / "res"))
     meta = json.loads((folder / "study.json").read_text())
     # 3 main + 1 ModDrop + Part 5: (text_only, early_concat) x {subsample, truncate} text + early_concat x subsample tab
     assert meta["runs_trained"] == meta["runs_planned"] == 3 + 1 + 5
@@ -56,11 +56,11 @@ def test_run_study_on_a_csv_resumes_and_never_loses_runs(tmp_path):
     # cut the last record in half: the run is redone, every complete one is kept
     lines = (folder / "runs.jsonl").read_text().splitlines()
     (folder / "runs.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])
-    run_study(cfg, str(folder), report=False)
+    run_study(cfg, str(folder))
     meta2 = json.loads((folder / "study.json").read_text())
     assert meta2["runs_trained"] == meta["runs_trained"] + 1 and meta2["invocations"] == 2
     assert meta2["wall_seconds"] > meta["wall_seconds"]
-    run_study(cfg, str(folder), report=False)  # nothing left to train: the timings are kept
+    run_study(cfg, str(folder))  # nothing left to train: the timings are kept
     assert json.loads((folder / "study.json").read_text()) == meta2
     dest = write_reports(folder, tmp_path / "exp.md")
     text = dest.read_text()
@@ -96,7 +96,7 @@ def test_multiclass_study_reports_without_crashing(tmp_path):
     df = synthetic_frame(600)
     df["label"] = np.where(df.b > 0.5, "hi", np.where(df.b < -0.5, "lo", "mid"))
     cfg = _tiny_study(tmp_path, df)
-    folder = run_study(cfg, str(tmp_path / "res"), report=False)
+    folder = run_study(cfg, str(tmp_path / "res"))
     text = write_reports(folder, tmp_path / "exp.md").read_text()
     assert "## Part 4" in text and "## Part 5" in text
     s = pd.read_csv(folder / "summary.csv").set_index("model")
@@ -107,7 +107,7 @@ def test_dataset_without_text_trains_tabular_models(tmp_path):
     cfg = _tiny_study(tmp_path, synthetic_frame(500).drop(columns="review"), models=["tabular_only", "early_concat"],
                       imbalance_models=[])
     cfg.dataset.text = []
-    folder = run_study(cfg, str(tmp_path / "res"), report=False)
+    folder = run_study(cfg, str(tmp_path / "res"))
     runs = RunStore(folder).records()
     assert {r["model"] for r in runs} == {"tabular_only", "early_concat", "ref_hist_gbdt"}
     assert all(r["modalities"] == ["tabular"] for r in runs if r["model"] != "ref_hist_gbdt")

@@ -4,7 +4,7 @@ import pytest
 from data import prepare
 from metrics import classification_metrics
 from tests.conftest import synthetic_config, synthetic_frame
-from train import fit, make_model, predict
+from loop import fit, make_model, predict
 
 
 def _train_eval(prep, cfg, model_name, seed=0):
