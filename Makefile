@@ -31,3 +31,4 @@ test-fast: $(VENV_STAMP)
 ## Rebuild the reports from results/ without training
 report: $(VENV_STAMP)
 	$(PY) report.py
+	$(PY) fusion.py --docs

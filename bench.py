@@ -11,41 +11,22 @@ the committed results.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import pandas as pd
+import torch
 
-PART_NAMES = {"data": "data + split + preprocessing", "reference": "classical references",
-              "main": "Parts 1, 2, 4 (unimodal, fusion, variants) + Part 3 evaluations",
-              "part3": "Part 3 ModDrop models + evaluations", "part5": "Part 5 imbalance sweeps",
-              "scaling": "parameter-scaling table"}
-RUN_PARTS = {"main": ("part1", "part2", "part4"), "part3": ("part3",), "part5": ("part5",)}
+from analysis import part_table
+from config import load_config
+from records import load_study
+from study import run_study
 
 
-def part_table(folder: Path) -> pd.DataFrame:
-    """Per part: wall seconds (from ``study.json``), runs trained and mean samples/s (``runs.jsonl``).
-
-    Raises
-    ------
-    FileNotFoundError
-        If the folder holds no ``study.json``.
-    """
-    folder = Path(folder)
-    if not (folder / "study.json").is_file():
-        raise FileNotFoundError(f"{folder / 'study.json'} not found; run the study first")
-    meta = json.loads((folder / "study.json").read_text())
-    from study import RunStore
-    runs = [r for r in RunStore(folder).records() if r.get("config_fp") == meta["config_fp"]]
-    rows = []
-    for part, secs in meta["part_seconds"].items():
-        rs = [r for r in runs if r["part"] in RUN_PARTS.get(part, ()) and r.get("samples_per_s")]
-        rows.append({"part": PART_NAMES.get(part, part), "wall s": f"{secs:.1f}", "runs": str(len(rs)) if rs else "—",
-                     "train samples/s (mean per run)": f"{sum(r['samples_per_s'] for r in rs) / len(rs):,.0f}" if rs else "—"})
-    rows.append({"part": f"total ({meta['cores']} cores, {meta.get('workers', 1)} worker processes)",
-                 "wall s": f"{meta['wall_seconds']:.1f}", "runs": str(meta["runs_trained"]), "train samples/s (mean per run)": ""})
-    return pd.DataFrame(rows)
+def part_table_of(folder: Path) -> pd.DataFrame:
+    """Per part: wall seconds, runs trained and mean samples/s of a stored study."""
+    res = load_study(folder)
+    return part_table(res.meta, res.runs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,17 +36,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", default="configs/clothing.toml")
     args = ap.parse_args(argv)
     if args.folder:
-        print(part_table(Path(args.folder)).to_markdown(index=False))
+        print(part_table_of(Path(args.folder)).to_markdown(index=False))
         return
-    import torch
-
-    from config import load_config
-    from study import run_study
     cfg = load_config(args.data, args.profile)
     torch.set_num_threads(cfg.train.threads)
     with tempfile.TemporaryDirectory() as tmp:
         folder = run_study(cfg, tmp)
-        print(part_table(folder).to_markdown(index=False))
+        print(part_table_of(folder).to_markdown(index=False))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,31 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 CONFIG_DIR = ROOT / "configs"
+MODALITIES = ("tabular", "text")  # sorted: the order every per-modality dict is iterated in
+# The fusion strategies a config may name; ``fusion.FUSIONS`` implements exactly these (checked there).
+FUSION_NAMES = ("early_concat", "late_logit_avg", "late_learned", "gmu", "attention", "tfn", "lmf")
+UNIMODAL_NAMES = tuple(f"{m}_only" for m in MODALITIES)
+SCHEDULES = ("constant", "linear")
+
+
+def model_parts(name: str, available: tuple[str, ...] = MODALITIES) -> tuple[tuple[str, ...], str]:
+    """The modalities and fusion of a model named in ``study.models``: ``"<modality>_only"`` is a
+    unimodal model (one encoder + the ``early_concat`` head), a fusion name fuses every modality in
+    ``available``. This is the one place a model name is interpreted.
+
+    Raises
+    ------
+    ValueError
+        If the name is neither, or names a modality the dataset lacks.
+    """
+    if name in UNIMODAL_NAMES:
+        mod = name.removesuffix("_only")
+        if mod not in available:
+            raise ValueError(f"model {name!r} needs modality {mod!r}; dataset has {list(available)}")
+        return (mod,), "early_concat"
+    if name in FUSION_NAMES:
+        return tuple(available), name
+    raise ValueError(f"unknown model {name!r}; use one of {list(UNIMODAL_NAMES) + list(FUSION_NAMES)}")
 
 
 @dataclass
@@ -121,6 +146,27 @@ class StudyConfig:
 
 
 @dataclass
+class ReportConfig:
+    """Decision rules of the report, fixed before any result is seen and stored with the results.
+
+    ``margin``: a paired difference in test ROC-AUC is "helps" when its 95% interval lies above
+    ``+margin``, "hurts" when below ``-margin``, else "no measurable difference" (0.005 = the
+    size of a ROC-AUC standard error on ~3,500 test rows, see docs/stability.md).
+    ``dominance_gap``: one unimodal model "clearly dominates" the other when ahead by more than this.
+    ``collapse_tolerance``: a removal that moves ROC-AUC by less than this (or the seed std, if
+    larger) leaves the model unchanged. ``drop_level``: the per-sample drop fraction shown in
+    the robustness tables. ``proxy_auc``: a single column whose validation ROC-AUC reaches this
+    is flagged as a near-proxy of the label.
+    """
+
+    margin: float = 0.005
+    dominance_gap: float = 0.01
+    collapse_tolerance: float = 0.001
+    drop_level: float = 0.5
+    proxy_auc: float = 0.95
+
+
+@dataclass
 class Config:
     """The whole resolved configuration of one study."""
 
@@ -131,6 +177,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     profile: str = "full"
     base_dir: str = "."
 
@@ -142,6 +189,7 @@ class Config:
         """Short hash of everything that changes what a trained model is (not the seed list)."""
         d = self.to_dict()
         d.pop("study")
+        d.pop("report")
         d.pop("base_dir")
         d.pop("profile")
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
@@ -235,4 +283,75 @@ def load_config(dataset: str | Path = CONFIG_DIR / "clothing.toml", profile: str
         apply(cfg, tomllib.load(fh), origin=str(dataset))
     for o in overrides or []:
         apply(cfg, parse_override(o), origin=f"--set {o}")
+    return validate(cfg)
+
+
+def _require(ok: bool, key: str, rule: str, value) -> None:
+    if not ok:
+        raise ValueError(f"config key {key} {rule}; got {value!r}")
+
+
+def _names(key: str, values: list[str], allowed: tuple[str, ...], empty_ok: bool = False) -> None:
+    _require(empty_ok or bool(values), key, "must not be empty", values)
+    bad = [v for v in values if v not in allowed]
+    _require(not bad, key, f"has unknown name(s) {bad}; allowed: {list(allowed)}", values)
+    _require(len(set(values)) == len(values), key, "lists a name twice", values)
+
+
+def _in_range(key: str, values, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> None:
+    for v in values if isinstance(values, list) else [values]:
+        ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        _require(ok, key, f"must lie in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}", v)
+
+
+def validate(cfg: Config) -> Config:
+    """Check every value of a resolved config before any data work; return it unchanged.
+
+    Raises
+    ------
+    ValueError
+        Naming the key, the rule and the allowed values: unknown model/fusion names, an unknown
+        ``train.schedule``, a level out of range, an empty list where one is required.
+    """
+    st, tr, m = cfg.study, cfg.train, cfg.model
+    _names("study.models", st.models, UNIMODAL_NAMES + FUSION_NAMES)
+    _names("study.moddrop_models", st.moddrop_models, FUSION_NAMES, empty_ok=True)
+    _names("study.imbalance_models", st.imbalance_models, UNIMODAL_NAMES + FUSION_NAMES, empty_ok=True)
+    _require(bool(st.seeds), "study.seeds", "must not be empty", st.seeds)
+    _require(bool(st.imbalance_seeds) or not st.imbalance_models, "study.imbalance_seeds",
+             "must not be empty while study.imbalance_models is set", st.imbalance_seeds)
+    _require(tr.schedule in SCHEDULES, "train.schedule", f"must be one of {list(SCHEDULES)}", tr.schedule)
+    _in_range("study.subsample_levels", st.subsample_levels, 0, 1, lo_open=True, hi_open=True)
+    _in_range("study.corrupt_levels", st.corrupt_levels, 0, 1, lo_open=True)
+    _in_range("study.noise_levels", st.noise_levels, 0, 1, lo_open=True)
+    _in_range("study.drop_levels", st.drop_levels, 0, 1, lo_open=True, hi_open=True)
+    _in_range("study.truncate_levels", st.truncate_levels, 1, 10**9)
+    _in_range("study.scaling_dims", st.scaling_dims, 1, 10**6)
+    _in_range("study.moddrop_p", st.moddrop_p, 0, 1, lo_open=True, hi_open=True)
+    _in_range("study.permutations", st.permutations, 1, 1000)
+    _in_range("study.bootstrap", st.bootstrap, 50, 10**6)
+    _in_range("split.val", cfg.split.val, 0, 1, lo_open=True, hi_open=True)
+    _in_range("split.test", cfg.split.test, 0, 1, lo_open=True, hi_open=True)
+    _require(cfg.split.val + cfg.split.test < 1, "split.val + split.test", "must be below 1",
+             cfg.split.val + cfg.split.test)
+    for key in ("text_dim", "tab_dim", "tab_hidden", "head_hidden", "lmf_rank", "tfn_dim"):
+        _in_range(f"model.{key}", getattr(m, key), 1, 10**6)
+    for key in ("dropout", "token_dropout", "modality_dropout"):
+        _in_range(f"model.{key}", getattr(m, key), 0, 1, hi_open=True)
+    _in_range("train.lr", tr.lr, 0, 10, lo_open=True)
+    _in_range("train.weight_decay", tr.weight_decay, 0, 10)
+    for key in ("batch_size", "max_epochs", "patience", "threads", "workers"):
+        _in_range(f"train.{key}", getattr(tr, key), 1, 10**6)
+    for key in ("ngram_max", "min_df", "max_features", "max_tokens"):
+        _in_range(f"text.{key}", getattr(cfg.text, key), 1, 10**9)
+    _in_range("tabular.min_count", cfg.tabular.min_count, 1, 10**9)
+    _in_range("tabular.max_emb_dim", cfg.tabular.max_emb_dim, 1, 10**6)
+    rp = cfg.report
+    _in_range("report.margin", rp.margin, 0, 1)
+    _in_range("report.dominance_gap", rp.dominance_gap, 0, 1)
+    _in_range("report.collapse_tolerance", rp.collapse_tolerance, 0, 1)
+    _in_range("report.proxy_auc", rp.proxy_auc, 0.5, 1)
+    _require(rp.drop_level in st.drop_levels, "report.drop_level", f"must be one of study.drop_levels "
+             f"{st.drop_levels} (the level shown in the robustness tables)", rp.drop_level)
+    _require(bool(cfg.dataset.label), "dataset.label", "must name the label column", cfg.dataset.label)
     return cfg

@@ -11,10 +11,16 @@ Registry: ``FUSIONS = {name: class}``; :func:`build_fusion` constructs one by na
 """
 from __future__ import annotations
 
+import inspect
 import math
+import sys
+from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
+
+from config import FUSION_NAMES, ROOT, load_config
 
 
 class Fusion(nn.Module):
@@ -47,7 +53,7 @@ class EarlyConcat(Fusion):
     first head layer.
     """
 
-    def __init__(self, dims, hidden, n_outputs, dropout: float = 0.0, **_):
+    def __init__(self, dims: dict[str, int], hidden: int, n_outputs: int, dropout: float):
         super().__init__(dims, hidden, n_outputs)
         self.joint = nn.Sequential(nn.Linear(sum(self.dims.values()), hidden), nn.ReLU(),
                                    nn.Dropout(dropout))
@@ -70,7 +76,7 @@ class LateLogitAvg(Fusion):
 
     produces_logits = True
 
-    def __init__(self, dims, hidden, n_outputs, dropout: float = 0.0, **_):
+    def __init__(self, dims: dict[str, int], hidden: int, n_outputs: int, dropout: float):
         super().__init__(dims, hidden, n_outputs)
         self.heads = _modality_heads(self.dims, hidden, n_outputs, dropout)
 
@@ -89,7 +95,7 @@ class LateLearned(LateLogitAvg):
     ``diagnostics["weights"]`` holds ``softmax(w)``.
     """
 
-    def __init__(self, dims, hidden, n_outputs, dropout: float = 0.0, **_):
+    def __init__(self, dims: dict[str, int], hidden: int, n_outputs: int, dropout: float):
         super().__init__(dims, hidden, n_outputs, dropout)
         self.w = nn.Parameter(torch.zeros(len(self.dims)))
 
@@ -109,7 +115,7 @@ class GMU(Fusion):
     Parameters: ``sum_m (d_m + 1) hidden + (sum d_m + 1) M hidden``.
     """
 
-    def __init__(self, dims, hidden, n_outputs, **_):
+    def __init__(self, dims: dict[str, int], hidden: int, n_outputs: int):
         super().__init__(dims, hidden, n_outputs)
         self.proj = nn.ModuleDict({k: nn.Linear(d, hidden) for k, d in self.dims.items()})
         self.gate = nn.Linear(sum(self.dims.values()), len(self.dims) * hidden)
@@ -130,7 +136,7 @@ class Attention(Fusion):
     Parameters: ``(sum d_m + 1) M + sum_m (d_m + 1) hidden``.
     """
 
-    def __init__(self, dims, hidden, n_outputs, **_):
+    def __init__(self, dims: dict[str, int], hidden: int, n_outputs: int):
         super().__init__(dims, hidden, n_outputs)
         self.score = nn.Linear(sum(self.dims.values()), len(self.dims))
         self.proj = nn.ModuleDict({k: nn.Linear(d, hidden) for k, d in self.dims.items()})
@@ -151,7 +157,7 @@ class TFN(Fusion):
     Parameters: ``sum_m (d_m + 1) k + ((k + 1) ** M + 1) hidden``.
     """
 
-    def __init__(self, dims, hidden, n_outputs, tfn_dim: int = 16, **_):
+    def __init__(self, dims: dict[str, int], hidden: int, n_outputs: int, tfn_dim: int):
         super().__init__(dims, hidden, n_outputs)
         self.proj = nn.ModuleDict({k: nn.Linear(d, tfn_dim) for k, d in self.dims.items()})
         self.out = nn.Linear((tfn_dim + 1) ** len(self.dims), hidden)
@@ -175,7 +181,7 @@ class LMF(Fusion):
     Parameters: ``sum_m r (d_m + 1) hidden + r + hidden``.
     """
 
-    def __init__(self, dims, hidden, n_outputs, lmf_rank: int = 4, **_):
+    def __init__(self, dims: dict[str, int], hidden: int, n_outputs: int, lmf_rank: int):
         super().__init__(dims, hidden, n_outputs)
         self.factors = nn.ParameterDict({
             k: nn.Parameter(torch.empty(lmf_rank, d + 1, hidden)) for k, d in self.dims.items()})
@@ -204,8 +210,14 @@ FUSIONS: dict[str, type[Fusion]] = {
 }
 
 
-def build_fusion(name: str, dims: dict[str, int], hidden: int, n_outputs: int, **options) -> Fusion:
-    """Construct ``FUSIONS[name]``; ``options`` (dropout, tfn_dim, lmf_rank) go to those that use them.
+if tuple(FUSIONS) != FUSION_NAMES:  # config validates names against FUSION_NAMES at load
+    raise ImportError(f"fusion.FUSIONS {list(FUSIONS)} != config.FUSION_NAMES {list(FUSION_NAMES)}")
+
+
+def build_fusion(name: str, dims: dict[str, int], hidden: int, n_outputs: int, *, dropout: float,
+                 tfn_dim: int, lmf_rank: int) -> Fusion:
+    """Construct ``FUSIONS[name]``, giving each class only the options its constructor names
+    (``dropout`` for the concat/late heads, ``tfn_dim`` for TFN, ``lmf_rank`` for LMF).
 
     Raises
     ------
@@ -214,11 +226,13 @@ def build_fusion(name: str, dims: dict[str, int], hidden: int, n_outputs: int, *
     """
     if name not in FUSIONS:
         raise ValueError(f"unknown fusion {name!r}; registered: {sorted(FUSIONS)}")
+    wanted = inspect.signature(FUSIONS[name]).parameters
+    options = {k: v for k, v in (("dropout", dropout), ("tfn_dim", tfn_dim), ("lmf_rank", lmf_rank)) if k in wanted}
     return FUSIONS[name](dims, hidden, n_outputs, **options)
 
 
-def expected_params(name: str, dims: dict[str, int], hidden: int, n_outputs: int,
-                    tfn_dim: int = 16, lmf_rank: int = 4) -> int:
+def expected_params(name: str, dims: dict[str, int], hidden: int, n_outputs: int, *,
+                    tfn_dim: int, lmf_rank: int) -> int:
     """Closed-form parameter count of each fusion (the formulas in the class docstrings)."""
     d, m, h = list(dims.values()), len(dims), hidden
     late = sum((x + 1) * h for x in d) + m * (h + 1) * n_outputs
@@ -234,7 +248,7 @@ def expected_params(name: str, dims: dict[str, int], hidden: int, n_outputs: int
 
 
 def parameter_scaling(sizes: list[int], modalities: list[str], hidden: int, n_outputs: int,
-                      lmf_rank: int = 4) -> list[dict]:
+                      lmf_rank: int) -> list[dict]:
     """Fusion-layer parameter count (``numel`` over registered parameters) of every registered
     fusion as the per-modality representation size ``d`` goes over ``sizes``.
 
@@ -245,6 +259,43 @@ def parameter_scaling(sizes: list[int], modalities: list[str], hidden: int, n_ou
     rows = []
     for name in FUSIONS:
         for d in sizes:
-            f = build_fusion(name, {m: d for m in modalities}, hidden, n_outputs, tfn_dim=d, lmf_rank=lmf_rank)
+            f = build_fusion(name, {m: d for m in modalities}, hidden, n_outputs, dropout=0.0, tfn_dim=d,
+                             lmf_rank=lmf_rank)
             rows.append({"fusion": name, "d": d, "params": sum(p.numel() for p in f.parameters())})
     return rows
+
+
+def fusion_param_table(dims: dict[str, int], hidden: int, n_outputs: int, tfn_dim: int, lmf_rank: int) -> list[dict]:
+    """Parameter count of every registered fusion for the given sizes: counted with ``numel``
+    over registered parameters, next to the closed-form formula (they must agree)."""
+    rows = []
+    for name in FUSIONS:
+        f = build_fusion(name, dims, hidden, n_outputs, dropout=0.0, tfn_dim=tfn_dim, lmf_rank=lmf_rank)
+        counted = sum(p.numel() for p in f.parameters())
+        formula = expected_params(name, dims, hidden, n_outputs, tfn_dim=tfn_dim, lmf_rank=lmf_rank)
+        rows.append({"fusion": name, "output": "logits" if f.produces_logits else f"features ({hidden})",
+                     "parameters (numel)": f"{counted:,}", "closed form": f"{formula:,}"})
+    return rows
+
+
+GEN_BEGIN, GEN_END = "<!-- BEGIN GENERATED: python fusion.py --docs -->", "<!-- END GENERATED -->"
+
+
+def render_fusion_docs(text: str) -> str:
+    """Replace the generated block of ``docs/fusion.md`` with the current parameter table
+    (sizes from the default ``configs/clothing.toml`` + ``full`` profile)."""
+    m = load_config().model
+    dims = {"tabular": m.tab_dim, "text": m.text_dim}
+    table = pd.DataFrame(fusion_param_table(dims, m.head_hidden, 2, m.tfn_dim, m.lmf_rank)).to_markdown(
+        index=False, disable_numparse=True)
+    block = (f"{GEN_BEGIN}\nFusion-layer parameters at the default sizes (text d = {m.text_dim}, tabular "
+             f"d = {m.tab_dim}, hidden = {m.head_hidden}, 2 classes, TFN k = {m.tfn_dim}, LMF rank = "
+             f"{m.lmf_rank}):\n\n{table}\n{GEN_END}")
+    head, rest = text.split(GEN_BEGIN, 1)
+    return head + block + rest.split(GEN_END, 1)[1]
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--docs"]:  # python fusion.py --docs
+    doc = Path(ROOT) / "docs" / "fusion.md"
+    doc.write_text(render_fusion_docs(doc.read_text()))
+    print(f"wrote the parameter table of {doc}")

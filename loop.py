@@ -47,14 +47,18 @@ def move(inputs: dict[str, tuple]) -> dict[str, tuple]:
 
 
 @torch.no_grad()
-def predict(model: MultimodalModel, split: SplitData, batch_size: int = 4096,
-            inputs_fn: Callable[[SplitData, np.ndarray], dict] = to_inputs) -> np.ndarray:
-    """Class probabilities ``(n_samples, n_classes)`` for every row of ``split`` in eval mode."""
+def forward_batches(model: MultimodalModel, split: SplitData, batch_size: int = 4096):
+    """Yield the logits ``(B, n_classes)`` of consecutive row batches of ``split``, in eval mode
+    without gradients (the one batched-inference loop; fusion diagnostics are read between yields)."""
     model.eval()
-    out = []
     for start in range(0, len(split), batch_size):
         idx = np.arange(start, min(start + batch_size, len(split)))
-        out.append(torch.softmax(model(move(inputs_fn(split, idx))), dim=1).cpu())
+        yield model(move(to_inputs(split, idx)))
+
+
+def predict(model: MultimodalModel, split: SplitData, batch_size: int = 4096) -> np.ndarray:
+    """Class probabilities ``(n_samples, n_classes)`` for every row of ``split`` in eval mode."""
+    out = [torch.softmax(logits, dim=1).cpu() for logits in forward_batches(model, split, batch_size)]
     proba = torch.cat(out).double().numpy()
     return proba / proba.sum(axis=1, keepdims=True)  # exact float64 normalisation for scikit-learn
 
@@ -87,8 +91,6 @@ def fit(model: MultimodalModel, train: SplitData, val: SplitData, cfg: TrainConf
     rng = np.random.default_rng(seed)
     # the fused CPU kernel is ~4x faster than the default on the 2M-parameter embedding table
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    if cfg.schedule not in ("constant", "linear"):
-        raise ValueError(f"train.schedule must be 'constant' or 'linear', got {cfg.schedule!r}")
     steps = cfg.max_epochs * math.ceil(len(train) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda t: 1.0 if cfg.schedule == "constant" else max(0.0, 1 - t / steps))
@@ -145,19 +147,18 @@ def fit(model: MultimodalModel, train: SplitData, val: SplitData, cfg: TrainConf
     return FitResult(best_epoch, len(curves["epoch"]), secs, seen / secs, diverged, curves)
 
 
-def model_modalities(model_name: str, available: tuple[str, ...]) -> list[str]:
-    """``text_only`` -> ``["text"]``; ``tabular_only`` -> ``["tabular"]``; fusions -> all."""
-    if model_name.endswith("_only"):
-        mod = model_name[: -len("_only")]
-        if mod not in available:
-            raise ValueError(f"model {model_name!r} needs modality {mod!r}; dataset has {list(available)}")
-        return [mod]
-    return list(available)
+def make_model(modalities: tuple[str, ...], fusion: str, prep: Prepared, cfg: Config, seed: int) -> MultimodalModel:
+    """Seed the initialisation, then build the wrapper with ``modalities``' encoders and ``fusion``
+    on ``prep``'s fitted pipelines (see ``config.model_parts`` for a model name's modalities).
 
-
-def make_model(model_name: str, fusion: str, prep: Prepared, cfg: Config, seed: int) -> MultimodalModel:
-    """Seed the initialisation, then build the wrapper for ``model_name`` on ``prep``'s pipelines."""
+    Raises
+    ------
+    ValueError
+        If a modality is not in the data (``prep.modalities``) or the fusion is unknown.
+    """
+    missing = [m for m in modalities if m not in prep.modalities]
+    if missing:
+        raise ValueError(f"model needs modality {missing}; dataset has {list(prep.modalities)}")
     torch.manual_seed(seed)
-    return build_model(model_modalities(model_name, prep.modalities), fusion, len(prep.classes),
-                       cfg.model, prep.text.vocab_size_, prep.tabular.cardinalities_,
-                       prep.splits["train"].num.shape[1], cfg.tabular)
+    return build_model(list(modalities), fusion, len(prep.classes), cfg.model, prep.text.vocab_size_,
+                       prep.tabular.cardinalities_, prep.splits["train"].num.shape[1], cfg.tabular)

@@ -15,13 +15,13 @@ most the run in progress, and a rerun skips every run whose key is already store
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing as mp
 import json
+import multiprocessing as mp
 import os
 import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,72 +31,72 @@ from sklearn.linear_model import LogisticRegression
 from tqdm import tqdm
 
 import perturb
-from config import ROOT, Config
-from data import Prepared, SplitData, prepare, to_inputs
-from fusion import FUSIONS, parameter_scaling
+from config import ROOT, UNIMODAL_NAMES, Config, model_parts
+from data import Prepared, SplitData, prepare
+from fusion import parameter_scaling
+from loop import fit, forward_batches, make_model, predict
 from metrics import classification_metrics
-from loop import fit, make_model, move, predict
+from records import EvalRecord, PredictionRecord, RunRecord, RunStore, Training
 
-UNIMODAL = ("text_only", "tabular_only")
-PART_OF = {"text_only": "part1", "tabular_only": "part1", "early_concat": "part2",
-           "late_logit_avg": "part2", "late_ensemble": "part2"}
+PART_OF = {"text_only": "part1", "tabular_only": "part1", "early_concat": "part2", "late_logit_avg": "part2"}
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """One model to train.
 
-    ``model`` is the name in the summary (``text_only``, ``gmu``, ``early_concat_moddrop``...),
-    ``fusion`` a key of ``FUSIONS``, ``moddrop`` the ModDrop probability, and ``weaken`` a Part 5
-    training-time weakening ``(kind, modality, level)`` with kind ``subsample`` / ``corrupt`` /
-    ``truncate`` (empty for a clean run).
+    ``model`` is the name in the summary (``text_only``, ``gmu``, ``early_concat_moddrop``...);
+    ``modalities`` and ``fusion`` (a key of ``FUSIONS``) say what it is; ``training`` how it is
+    trained (plain, modality dropout, or a Part 5 weakening).
     """
 
     model: str
     fusion: str
+    modalities: tuple[str, ...]
     seed: int
     part: str
-    moddrop: float = 0.0
-    weaken: tuple = ()
+    training: Training = field(default_factory=Training)
 
     @property
-    def base_model(self) -> str:
-        """The architecture's name without the ``_moddrop`` suffix (decides the modalities)."""
-        return self.model.removesuffix("_moddrop")
+    def kind(self) -> str:
+        return "unimodal" if len(self.modalities) == 1 else "fusion"
 
     def key(self, fingerprint: str) -> str:
         """Unique id of the run under a config fingerprint (used for resume)."""
-        w = "|weaken=" + ":".join(map(str, self.weaken)) if self.weaken else ""
+        w = "|weaken=" + self.training.tag if self.training.weaken else ""
         return f"{self.model}|seed={self.seed}{w}|cfg={fingerprint}"
 
 
-def _fusion_of(name: str) -> str:
-    if name in UNIMODAL:
-        return "early_concat"
-    if name not in FUSIONS:
-        raise ValueError(f"unknown model {name!r}; use one of {list(UNIMODAL) + sorted(FUSIONS)}")
-    return name
+def _spec(name: str, seed: int, part: str, available: tuple[str, ...], training: Training = Training(),
+          suffix: str = "") -> RunSpec:
+    modalities, fusion = model_parts(name, available)
+    return RunSpec(name + suffix, fusion, modalities, seed, part, training)
+
+
+def usable_models(names: list[str], modalities: tuple[str, ...]) -> list[str]:
+    """The models of ``names`` the data can feed: unimodal models of a present modality, and
+    fusions when there are two modalities (so the default list adapts to a one-modality dataset)."""
+    return [n for n in names if (n.removesuffix("_only") in modalities if n.endswith("_only") and n in UNIMODAL_NAMES
+                                 else len(modalities) > 1)]
 
 
 def plan(cfg: Config, modalities: tuple[str, ...] = ("tabular", "text")) -> dict[str, list[RunSpec]]:
     """Run specs per part: ``main`` (Parts 1, 2, 4), ``part3`` (ModDrop-trained models) and
-    ``part5`` (training-time weakening of each modality, ``imbalance_seeds`` per point).
-
-    Raises
-    ------
-    ValueError
-        If a model name is neither ``<modality>_only`` nor a registered fusion.
+    ``part5`` (training-time weakening of each modality, ``imbalance_seeds`` per point). Models
+    that need a modality the dataset lacks are left out; fusions need two modalities.
     """
     st = cfg.study
-    main = [RunSpec(n, _fusion_of(n), s, PART_OF.get(n, "part4")) for n in st.models for s in st.seeds]
-    moddrop = [RunSpec(f"{n}_moddrop", _fusion_of(n), s, "part3", moddrop=st.moddrop_p)
-               for n in st.moddrop_models for s in st.seeds] if len(modalities) == 2 else []
+    main = [_spec(n, s, PART_OF.get(n, "part4"), modalities) for n in usable_models(st.models, modalities)
+            for s in st.seeds]
+    two = len(modalities) == 2
+    moddrop = [_spec(n, s, "part3", modalities, Training.of(st.moddrop_p), "_moddrop")
+               for n in st.moddrop_models for s in st.seeds] if two else []
     grid = [("subsample", m, f) for m in modalities for f in st.subsample_levels]
     grid += [("corrupt", m, r) for m in modalities for r in st.corrupt_levels]
     grid += [("truncate", "text", k) for k in st.truncate_levels if "text" in modalities]
-    part5 = [RunSpec(n, _fusion_of(n), s, "part5", weaken=w) for w in grid for n in st.imbalance_models
-             if len(modalities) == 2 and n not in (f"{o}_only" for o in modalities if o != w[1])
-             for s in st.imbalance_seeds]
+    # a unimodal model of the *other* modality is unaffected by the weakening: Parts 1-2 hold it
+    part5 = [_spec(n, s, "part5", modalities, Training.of(weaken=w)) for w in grid for n in st.imbalance_models
+             if two and n not in (f"{o}_only" for o in modalities if o != w[1]) for s in st.imbalance_seeds]
     return {"main": main, "part3": moddrop, "part5": part5}
 
 
@@ -113,77 +113,13 @@ def git_hash() -> str:
         return "unknown"
 
 
-def _ends_torn(path: Path) -> bool:
-    """True if ``path`` is non-empty and its last byte is not a newline."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return False
-    with open(path, "rb") as fh:
-        fh.seek(-1, os.SEEK_END)
-        return fh.read(1) != b"\n"
-
-
-class RunStore:
-    """Append-only JSON-lines store of run records, their predictions and evaluation records."""
-
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.runs_path = self.folder / "runs.jsonl"
-        self.preds_path = self.folder / "predictions.jsonl"
-        self.evals_path = self.folder / "evals.jsonl"
-
-    @staticmethod
-    def _read(path: Path) -> list[dict]:
-        if not path.is_file():
-            return []
-        out = []
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:  # a run cut off mid-write; keep every complete one
-                    print(f"warning: {path}:{i} is not valid JSON (interrupted write?); skipped")
-        return out
-
-    def records(self) -> list[dict]:
-        return self._read(self.runs_path)
-
-    def predictions(self) -> dict[str, dict]:
-        return {p["run_key"]: p for p in self._read(self.preds_path)}
-
-    def evals(self) -> list[dict]:
-        return self._read(self.evals_path)
-
-    def append(self, record: dict, preds: dict | None = None, evals: list[dict] | None = None) -> None:
-        """Write predictions and evaluations first and the run record last: a stored run record
-        means the run is complete (resume skips it)."""
-        for path, objs in ((self.preds_path, [preds] if preds else []), (self.evals_path, evals or []),
-                           (self.runs_path, [record])):
-            if objs:
-                # a line cut off by an interrupted write must not swallow the next record
-                torn = _ends_torn(path)
-                with open(path, "a") as fh:
-                    fh.write("\n" * torn + "".join(json.dumps(o) + "\n" for o in objs))
-                    fh.flush()
-                    os.fsync(fh.fileno())
-
-
-def _proba_list(proba: np.ndarray) -> list:
-    p = proba[:, 1] if proba.shape[1] == 2 else proba
-    return np.round(p, 6).tolist()
-
-
-def fusion_diagnostics(model, split: SplitData, batch_size: int = 4096) -> dict:
+def fusion_diagnostics(model, split: SplitData) -> dict:
     """Summaries of the fusion's per-modality weights on ``split`` (GMU gates, attention weights,
     learned late weights): mean, quantiles and a 20-bin histogram per modality. Empty if none."""
-    model.eval()
     chunks: dict[str, list] = {}
-    with torch.no_grad():
-        for start in range(0, len(split), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(split)))
-            model(move(to_inputs(split, idx)))
-            for k, v in model.fusion.diagnostics.items():
-                chunks.setdefault(k, []).append(v.reshape(-1, len(model.fusion.dims)).cpu().numpy())
+    for _ in forward_batches(model, split):
+        for k, v in model.fusion.diagnostics.items():
+            chunks.setdefault(k, []).append(v.reshape(-1, len(model.fusion.dims)).cpu().numpy())
     out = {}
     for k, parts in chunks.items():
         w = np.concatenate(parts)
@@ -194,20 +130,24 @@ def fusion_diagnostics(model, split: SplitData, batch_size: int = 4096) -> dict:
     return out
 
 
-def base_record(spec_model: str, part: str, seed: int, key: str, cfg: Config) -> dict:
-    """Fields every record shares: identity, config, provenance."""
-    return {"kind": "train", "run_key": key, "study": cfg.dataset.name, "model": spec_model, "part": part,
-            "seed": seed, "config_fp": cfg.fingerprint(), "config": cfg.to_dict(), "git": _WORKER.get("git") or git_hash(),
-            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+def make_record(cfg: Config, key: str, model: str, kind: str, modalities, fusion: str, part: str, seed: int,
+                probas: dict[str, np.ndarray], splits: dict[str, SplitData], **fields) -> RunRecord:
+    """The one record factory: identity, config, provenance, and val/test metrics of ``probas``."""
+    return RunRecord(run_key=key, study=cfg.dataset.name, model=model, kind=kind, modalities=sorted(modalities),
+                     fusion=fusion, part=part, seed=seed, config_fp=cfg.fingerprint(), config=cfg.to_dict(),
+                     git=_WORKER.get("git") or git_hash(),
+                     time=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                     metrics={s: classification_metrics(splits[s].y, p) for s, p in probas.items()}, **fields)
 
 
-def weakened(prep: Prepared, spec: RunSpec, seed: int) -> Prepared:
-    """``prep`` with the spec's Part 5 weakening applied: ``subsample`` keeps the modality on a
-    fraction of *train* rows (removed on the rest), ``corrupt`` corrupts it on *train* rows at the
-    given rate; ``truncate`` cuts text to k tokens on *every* split. Val/test stay clean otherwise."""
-    if not spec.weaken:
+def weakened(prep: Prepared, weaken: tuple, seed: int) -> Prepared:
+    """``prep`` with a Part 5 weakening ``(kind, modality, level)`` applied: ``subsample`` keeps the
+    modality on a fraction of *train* rows (removed on the rest), ``corrupt`` corrupts it on
+    *train* rows at the given rate; ``truncate`` cuts text to k tokens on *every* split. Val/test
+    stay clean otherwise."""
+    if not weaken:
         return prep
-    kind, modality, level = spec.weaken
+    kind, modality, level = weaken
     splits = dict(prep.splits)
     if kind == "subsample":
         splits["train"] = perturb.drop(splits["train"], prep, modality, 1.0 - level, seed)
@@ -217,7 +157,7 @@ def weakened(prep: Prepared, spec: RunSpec, seed: int) -> Prepared:
         splits = {k: perturb.truncate(v, prep, int(level)) for k, v in splits.items()}
     else:
         raise ValueError(f"unknown weakening {kind!r}; use subsample, corrupt or truncate")
-    return replace(prep, splits=splits, weakening=spec.weaken)
+    return replace(prep, splits=splits, weakening=tuple(weaken))
 
 
 def eval_suite(prep: Prepared, cfg: Config, full: bool = True) -> list[tuple[dict, SplitData]]:
@@ -244,98 +184,85 @@ def eval_suite(prep: Prepared, cfg: Config, full: bool = True) -> list[tuple[dic
     return suite
 
 
-def evaluate(model, suite: list[tuple[dict, SplitData]], base: dict) -> list[dict]:
-    """One evaluation record per suite item: ``base`` fields + the item's description + metrics."""
-    return [{**base, **meta, "n": len(split), "metrics": classification_metrics(split.y, predict(model, split))}
+def evaluate(model, suite: list[tuple[dict, SplitData]], spec: RunSpec, key: str, fp: str) -> list[EvalRecord]:
+    """One evaluation record per suite item: the run's identity + the item's description + metrics."""
+    return [EvalRecord(run_key=key, model=spec.model, seed=spec.seed, part=spec.part, config_fp=fp, n=len(split),
+                       metrics=classification_metrics(split.y, predict(model, split)), training=spec.training, **meta)
             for meta, split in suite]
 
 
 def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = None,
-              progress=None) -> tuple[dict, dict, list[dict]]:
+              progress=None) -> tuple[RunRecord, PredictionRecord, list[EvalRecord]]:
     """Build, fit and evaluate one model; return ``(record, predictions, eval records)``."""
-    key = spec.key(cfg.fingerprint())
-    p = prep if prep.weakening == spec.weaken else weakened(prep, spec, cfg.split.seed)
-    model = make_model(spec.base_model, spec.fusion, p, cfg, spec.seed)
-    batch_fn = (lambda b, rng: perturb.modality_dropout(b, p, spec.moddrop, rng)) if spec.moddrop else None
+    fp = cfg.fingerprint()
+    key, tr = spec.key(fp), spec.training
+    p = prep if prep.weakening == tr.weaken else weakened(prep, tr.weaken, cfg.split.seed)
+    model = make_model(spec.modalities, spec.fusion, p, cfg, spec.seed)
+    batch_fn = (lambda b, rng: perturb.modality_dropout(b, p, tr.moddrop_p, rng)) if tr.moddrop_p else None
     res = fit(model, p.splits["train"], p.splits["val"], cfg.train, spec.seed, batch_fn=batch_fn, progress=progress)
     probas = {s: predict(model, p.splits[s]) for s in ("val", "test")}
-    rec = base_record(spec.model, spec.part, spec.seed, key, cfg)
-    rec.update(fusion=spec.fusion, modalities=model.modalities, moddrop=spec.moddrop, weaken=list(spec.weaken),
-               metrics={s: classification_metrics(p.splits[s].y, pr) for s, pr in probas.items()},
-               params=model.param_counts(), diagnostics=fusion_diagnostics(model, p.splits["test"]),
-               **{k: v for k, v in asdict(res).items()})
-    if suite is None or spec.weaken:
+    rec = make_record(cfg, key, spec.model, spec.kind, spec.modalities, spec.fusion, spec.part, spec.seed, probas,
+                      p.splits, training=tr, params=model.param_counts(),
+                      diagnostics=fusion_diagnostics(model, p.splits["test"]), **asdict(res))
+    if suite is None or tr.weaken:
         suite = eval_suite(p, cfg, full=False)
-    base = {"kind": "eval", "run_key": key, "model": spec.model, "seed": spec.seed, "part": spec.part,
-            "weaken": list(spec.weaken), "config_fp": cfg.fingerprint()}
-    return rec, {"run_key": key, **{s: _proba_list(pr) for s, pr in probas.items()}}, evaluate(model, suite, base)
+    return rec, PredictionRecord.of(key, probas), evaluate(model, suite, spec, key, fp)
 
 
-def _as_proba(p: list, n_classes: int) -> np.ndarray:
-    a = np.asarray(p, dtype=float)
-    a = np.column_stack([1 - a, a]) if n_classes == 2 and a.ndim == 1 else a
-    return a / a.sum(axis=1, keepdims=True)  # stored probabilities are rounded to 6 decimals
+def late_ensemble(prep: Prepared, cfg: Config, store: RunStore, seed: int) -> tuple[RunRecord, PredictionRecord] | None:
+    """Post-hoc late fusion: mean of the seed's unimodal models' probabilities.
 
-
-def late_ensemble(prep: Prepared, cfg: Config, store: RunStore, seed: int) -> tuple[dict, dict] | None:
-    """Post-hoc late fusion: mean of the seed's ``text_only`` and ``tabular_only`` probabilities.
-
-    No extra training; its parameter count and train seconds are the two models' sums. Returns
-    ``None`` if either unimodal run of this seed is not stored yet.
+    No extra training; its parameter count and train seconds are the models' sums. Returns
+    ``None`` unless a plainly trained unimodal run of every modality is stored for this seed.
     """
     fp, preds = cfg.fingerprint(), store.predictions()
-    recs = {r["model"]: r for r in store.records()
-            if r.get("config_fp") == fp and r["seed"] == seed and not r.get("weaken")}
-    if not all(m in recs and recs[m]["run_key"] in preds for m in UNIMODAL):
+    recs = {r.modalities[0]: r for r in store.records() if r.config_fp == fp and r.seed == seed
+            and r.kind == "unimodal" and r.training.regime == "plain" and r.run_key in preds}
+    if len(prep.modalities) < 2 or any(m not in recs for m in prep.modalities):
         return None
-    key = RunSpec("late_ensemble", "late_ensemble", seed, "part2").key(fp)
+    comps = [recs[m] for m in prep.modalities]
+    key = f"late_ensemble|seed={seed}|cfg={fp}"
     n_cls = len(prep.classes)
-    probas = {s: np.mean([_as_proba(preds[recs[m]["run_key"]][s], n_cls) for m in UNIMODAL], axis=0)
-              for s in ("val", "test")}
-    rec = base_record("late_ensemble", "part2", seed, key, cfg)
-    rec.update(fusion="late_ensemble", modalities=sorted(prep.modalities),
-               metrics={s: classification_metrics(prep.splits[s].y, p) for s, p in probas.items()},
-               params={"total": sum(recs[m]["params"]["total"] for m in UNIMODAL)},
-               train_seconds=sum(recs[m]["train_seconds"] for m in UNIMODAL),
-               components=[recs[m]["run_key"] for m in UNIMODAL])
-    return rec, {"run_key": key, **{s: _proba_list(p) for s, p in probas.items()}}
+    probas = {s: np.mean([preds[r.run_key].proba(s, n_cls) for r in comps], axis=0) for s in ("val", "test")}
+    rec = make_record(cfg, key, "late_ensemble", "ensemble", prep.modalities, "late_ensemble", "part2", seed, probas,
+                      prep.splits, params={"total": sum(r.params["total"] for r in comps)},
+                      train_seconds=sum(r.train_seconds for r in comps), components=[r.run_key for r in comps])
+    return rec, PredictionRecord.of(key, probas)
 
 
 def _tabular_matrix(split: SplitData) -> np.ndarray:
     return np.column_stack([split.cat, split.num]).astype(np.float64)
 
 
-def reference_runs(prep: Prepared, cfg: Config, skip: set[str] = frozenset()) -> list[tuple[dict, dict]]:
+def reference_runs(prep: Prepared, cfg: Config, skip: set[str] = frozenset()) -> list[tuple[RunRecord, PredictionRecord]]:
     """Classical references on the same split: TF-IDF + logistic regression (C picked on val
     from {0.5, 2, 8}) on the text pipeline's matrix, and HistGradientBoosting on the tabular
     codes (categorical columns with <= 255 codes declared categorical)."""
     tr, sp = prep.splits["train"], prep.splits
     out = []
-    stored = lambda name: RunSpec(name, name, 0, "reference").key(cfg.fingerprint()) in skip  # noqa: E731
+    ref_key = lambda name: f"{name}|seed=0|cfg={cfg.fingerprint()}"  # noqa: E731
+    stored = lambda name: ref_key(name) in skip  # noqa: E731
     if "text" in prep.modalities and not stored("ref_tfidf_logreg"):
         t0 = time.perf_counter()
         fits = [LogisticRegression(C=c, max_iter=3000).fit(tr.text, tr.y) for c in (0.5, 2.0, 8.0)]
         best = max(fits, key=lambda m: classification_metrics(sp["val"].y, m.predict_proba(sp["val"].text))["roc_auc"])
-        out.append(("ref_tfidf_logreg", best, lambda s: s.text, time.perf_counter() - t0, {"C": best.C}))
+        out.append(("ref_tfidf_logreg", ["text"], best, lambda s: s.text, time.perf_counter() - t0, {"C": best.C}))
     if "tabular" in prep.modalities and not stored("ref_hist_gbdt"):
         t0 = time.perf_counter()
         card = prep.tabular.cardinalities_
         mask = [c <= 255 for c in card] + [False] * tr.num.shape[1]
         hgb = HistGradientBoostingClassifier(categorical_features=mask, random_state=0)
         hgb.fit(_tabular_matrix(tr), tr.y)
-        out.append(("ref_hist_gbdt", hgb, _tabular_matrix, time.perf_counter() - t0, {}))
+        out.append(("ref_hist_gbdt", ["tabular"], hgb, _tabular_matrix, time.perf_counter() - t0, {}))
     results = []
-    for name, est, feats, secs, extra in out:
-        key = RunSpec(name, name, 0, "reference").key(cfg.fingerprint())
+    for name, mods, est, feats, secs, extra in out:
+        key = ref_key(name)
         probas = {s: est.predict_proba(feats(sp[s])) for s in ("val", "test")}
-        rec = base_record(name, "reference", 0, key, cfg)
-        rec.update(fusion="none", modalities=["text"] if name == "ref_tfidf_logreg" else ["tabular"],
-                   metrics={s: classification_metrics(sp[s].y, p) for s, p in probas.items()},
-                   # trees have nodes, not parameters: NaN keeps them out of parameter comparisons
-                   params={"total": int(est.coef_.size + est.intercept_.size) if hasattr(est, "coef_")
-                           else float("nan")},
-                   train_seconds=secs, estimator=extra)
-        results.append((rec, {"run_key": key, **{s: _proba_list(p) for s, p in probas.items()}}))
+        # trees have nodes, not parameters: NaN keeps them out of parameter comparisons
+        params = {"total": int(est.coef_.size + est.intercept_.size) if hasattr(est, "coef_") else float("nan")}
+        rec = make_record(cfg, key, name, "reference", mods, "none", "reference", 0, probas, sp, params=params,
+                          train_seconds=secs, estimator=extra)
+        results.append((rec, PredictionRecord.of(key, probas)))
     return results
 
 
@@ -368,12 +295,13 @@ def _init_worker(prep: Prepared, cfg: Config, suite: list, threads: int, git: st
 def _worker_run(spec: RunSpec):
     t0 = time.perf_counter()
     prep, cfg = _WORKER["prep"], _WORKER["cfg"]
-    if spec.weaken:  # every model and seed of a Part 5 point sees the same weakened data: build it once
+    w = spec.training.weaken
+    if w:  # every model and seed of a Part 5 point sees the same weakened data: build it once
         cache = _WORKER.setdefault("weakened", {})
-        if spec.weaken not in cache:
+        if w not in cache:
             cache.clear()  # runs arrive grouped by point; keep one weakened copy in memory
-            cache[spec.weaken] = weakened(prep, spec, cfg.split.seed)
-        prep = cache[spec.weaken]
+            cache[w] = weakened(prep, w, cfg.split.seed)
+        prep = cache[w]
     out = train_run(spec, prep, cfg, _WORKER["suite"])
     return spec, out, time.perf_counter() - t0
 
@@ -413,7 +341,7 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
     write_split(prep, folder)
     suite = eval_suite(prep, cfg)
     secs = {"data": time.perf_counter() - t_start}
-    done = {r["run_key"] for r in store.records()}
+    done = store.done_keys()
     t0 = time.perf_counter()
     if cfg.study.references:
         for rec, preds in reference_runs(prep, cfg, skip=done):
@@ -434,17 +362,16 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
             t0 = time.perf_counter()
             _execute(todo[part], store, pool, desc)
             secs[part] = time.perf_counter() - t0
-            if part == "main" and all(m in cfg.study.models for m in UNIMODAL):
+            if part == "main":
                 for seed in cfg.study.seeds:
-                    key = RunSpec("late_ensemble", "late_ensemble", seed, "part2").key(fp)
-                    made = None if key in done else late_ensemble(prep, cfg, store, seed)
+                    made = None if f"late_ensemble|seed={seed}|cfg={fp}" in done else late_ensemble(prep, cfg, store, seed)
                     if made:
                         store.append(*made)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     t0 = time.perf_counter()
-    if any(m in FUSIONS for m in cfg.study.models):
+    if any(sp.kind == "fusion" for sp in parts["main"]):
         rows = parameter_scaling(cfg.study.scaling_dims, sorted(prep.modalities), cfg.model.head_hidden,
                                  len(prep.classes), cfg.model.lmf_rank)
         (folder / "param_scaling.json").write_text(json.dumps(rows) + "\n")

@@ -69,7 +69,7 @@ class MultimodalModel(nn.Module):
 
 def build_model(modalities: list[str], fusion: str, n_outputs: int, cfg: ModelConfig,
                 vocab_size: int, cardinalities: list[int], n_numeric: int,
-                tab_cfg: TabularConfig | None = None) -> MultimodalModel:
+                tab_cfg: TabularConfig) -> MultimodalModel:
     """Build the wrapper with the encoders named in ``modalities`` ("text", "tabular").
 
     Raises
@@ -80,11 +80,10 @@ def build_model(modalities: list[str], fusion: str, n_outputs: int, cfg: ModelCo
     unknown = set(modalities) - {"text", "tabular"}
     if unknown:
         raise ValueError(f"unknown modality {sorted(unknown)}; known: ['tabular', 'text']")
-    max_emb = tab_cfg.max_emb_dim if tab_cfg else 16
     encoders = {}
     if "text" in modalities:
         encoders["text"] = TextEncoder(vocab_size, cfg.text_dim, cfg.dropout, cfg.token_dropout)
     if "tabular" in modalities:
         encoders["tabular"] = TabularEncoder(cardinalities, n_numeric, cfg.tab_hidden, cfg.tab_dim,
-                                             cfg.dropout, max_emb)
+                                             cfg.dropout, tab_cfg.max_emb_dim)
     return MultimodalModel(encoders, fusion, n_outputs, cfg)

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor, nn
 
 
-def embedding_dim(cardinality: int, max_dim: int = 16) -> int:
+def embedding_dim(cardinality: int, max_dim: int) -> int:
     """fastai's rule of thumb ``min(max_dim, round(1.6 * n ** 0.56))`` for an embedding size."""
     return int(min(max_dim, round(1.6 * cardinality ** 0.56)))
 
@@ -23,10 +23,12 @@ class TabularEncoder(nn.Module):
         MLP width and feature size.
     dropout : float
         Dropout after the hidden layer.
+    max_emb_dim : int
+        Cap of each column's embedding size (see :func:`embedding_dim`).
     """
 
-    def __init__(self, cardinalities: list[int], n_numeric: int, hidden: int = 64,
-                 out_dim: int = 64, dropout: float = 0.3, max_emb_dim: int = 16):
+    def __init__(self, cardinalities: list[int], n_numeric: int, hidden: int, out_dim: int,
+                 dropout: float, max_emb_dim: int):
         super().__init__()
         self.embeddings = nn.ModuleList(nn.Embedding(n, embedding_dim(n, max_emb_dim))
                                         for n in cardinalities)

@@ -26,8 +26,7 @@ class TextEncoder(nn.Module):
     Input is ``(ids (nnz,) int64, offsets (batch,) int64, weights (nnz,) float32)``.
     """
 
-    def __init__(self, vocab_size: int, out_dim: int = 64, dropout: float = 0.3,
-                 token_dropout: float = 0.2):
+    def __init__(self, vocab_size: int, out_dim: int, dropout: float, token_dropout: float):
         super().__init__()
         self.bag = nn.EmbeddingBag(vocab_size, out_dim, mode="sum")
         nn.init.normal_(self.bag.weight, std=0.1)

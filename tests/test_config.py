@@ -49,3 +49,29 @@ def test_dataset_file_overrides_the_profile(tmp_path):
 def test_a_dataset_file_is_not_a_profile():
     with pytest.raises(ValueError, match="not a profile"):
         load_config(CONFIG_DIR / "clothing.toml", "clothing_no_rating")
+
+
+@pytest.mark.parametrize("override, key, allowed", [
+    ("study.models=['text_only','gmuu']", "study.models", "gmu"),
+    ("study.moddrop_models=['text_only']", "study.moddrop_models", "early_concat"),
+    ("train.schedule='cosine'", "train.schedule", "linear"),
+    ("study.subsample_levels=[0.5,1.5]", "study.subsample_levels", "(0, 1)"),
+    ("study.seeds=[]", "study.seeds", "must not be empty"),
+    ("report.drop_level=0.3", "report.drop_level", "study.drop_levels"),
+])
+def test_bad_values_fail_at_load_naming_key_and_allowed(override, key, allowed):
+    with pytest.raises(ValueError) as e:
+        load_config(CONFIG_DIR / "clothing.toml", "full", [override])
+    assert key in str(e.value) and allowed in str(e.value)
+
+
+def test_misspelled_fusion_option_is_an_unknown_key():
+    with pytest.raises(ValueError, match="lmf_rnak"):
+        load_config(CONFIG_DIR / "clothing.toml", "full", ["model.lmf_rnak=8"])
+
+
+def test_report_rules_are_config_and_leave_the_fingerprint_alone():
+    base = load_config(CONFIG_DIR / "clothing.toml", "full")
+    changed = load_config(CONFIG_DIR / "clothing.toml", "full", ["report.margin=0.01"])
+    assert changed.report.margin == 0.01 and changed.to_dict()["report"]["margin"] == 0.01
+    assert changed.fingerprint() == base.fingerprint()  # decision rules do not change what a model is

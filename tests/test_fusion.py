@@ -15,7 +15,7 @@ def _feats(seed=0):
 
 def _build(name):
     torch.manual_seed(0)
-    return build_fusion(name, DIMS, HIDDEN, N_OUT, tfn_dim=3, lmf_rank=2).eval()
+    return build_fusion(name, DIMS, HIDDEN, N_OUT, dropout=0.0, tfn_dim=3, lmf_rank=2).eval()
 
 
 @pytest.mark.parametrize("name", sorted(FUSIONS))
@@ -55,7 +55,7 @@ def test_every_parameter_gets_a_gradient(name):
 @pytest.mark.parametrize("name", sorted(FUSIONS))
 def test_parameter_count_matches_formula(name):
     for dims in ({"text": 6, "tabular": 4}, {"text": 32, "tabular": 32}):
-        f = build_fusion(name, dims, HIDDEN, N_OUT, tfn_dim=3, lmf_rank=2)
+        f = build_fusion(name, dims, HIDDEN, N_OUT, dropout=0.0, tfn_dim=3, lmf_rank=2)
         counted = sum(p.numel() for p in f.parameters())
         assert counted == expected_params(name, dims, HIDDEN, N_OUT, tfn_dim=3, lmf_rank=2)
 
@@ -73,7 +73,7 @@ def test_lmf_factors_are_registered_and_train():
 
 def test_unknown_fusion_lists_registry():
     with pytest.raises(ValueError, match="early_concat"):
-        build_fusion("concat_typo", DIMS, HIDDEN, N_OUT)
+        build_fusion("concat_typo", DIMS, HIDDEN, N_OUT, dropout=0.0, tfn_dim=3, lmf_rank=2)
 
 
 def test_late_logit_avg_is_the_mean_of_modality_heads():

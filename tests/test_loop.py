@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from config import model_parts
 from data import prepare
 from metrics import classification_metrics
 from tests.conftest import synthetic_config, synthetic_frame
@@ -8,8 +9,8 @@ from loop import fit, make_model, predict
 
 
 def _train_eval(prep, cfg, model_name, seed=0):
-    fusion = "early_concat" if model_name.endswith("_only") else model_name
-    model = make_model(model_name, fusion, prep, cfg, seed)
+    modalities, fusion = model_parts(model_name, prep.modalities)
+    model = make_model(modalities, fusion, prep, cfg, seed)
     res = fit(model, prep.splits["train"], prep.splits["val"], cfg.train, seed)
     proba = predict(model, prep.splits["test"])
     return classification_metrics(prep.splits["test"].y, proba)["roc_auc"], res, proba
@@ -55,4 +56,4 @@ def test_divergence_is_flagged():
 def test_unimodal_model_for_absent_modality_is_an_error(synth_prep):
     cfg, prep = synth_prep
     with pytest.raises(ValueError, match="image"):
-        make_model("image_only", "early_concat", prep, cfg, 0)
+        make_model(("image",), "early_concat", prep, cfg, 0)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from report import render_fusion_docs, write_all
+from fusion import render_fusion_docs
+from report import write_all
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ["experiments.md", "postmortem.md", "results/clothing_no_rating/experiments.md"]
@@ -55,4 +56,4 @@ def test_every_referenced_figure_exists(name):
 
 def test_fusion_docs_table_is_current():
     doc = ROOT / "docs" / "fusion.md"
-    assert render_fusion_docs(doc.read_text()) == doc.read_text(), "run `python report.py --docs`"
+    assert render_fusion_docs(doc.read_text()) == doc.read_text(), "run `python fusion.py --docs`"

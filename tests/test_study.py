@@ -6,8 +6,11 @@ import pandas as pd
 import pytest
 
 from data import prepare
-from report import dominance, eval_frame, load_results, write_reports
-from study import RunSpec, RunStore, eval_suite, plan, run_study, train_run
+from analysis import dominance, eval_frame
+from config import model_parts
+from records import RunStore, load_study
+from report import write_reports
+from study import RunSpec, eval_suite, plan, run_study, train_run
 from tests.conftest import synthetic_config, synthetic_frame
 
 
@@ -16,9 +19,10 @@ def test_plan_covers_every_part_and_skips_the_other_unimodal_model():
     p = plan(cfg)
     assert {s.model for s in p["main"]} == set(cfg.study.models)
     assert {s.model for s in p["part3"]} == {"early_concat_moddrop", "gmu_moddrop"}
-    text_weak = {s.model for s in p["part5"] if s.weaken[1] == "text"}
+    text_weak = {s.model for s in p["part5"] if s.training.weaken[1] == "text"}
     assert "text_only" in text_weak and "tabular_only" not in text_weak
-    assert {s.weaken[0] for s in p["part5"]} == {"subsample", "corrupt", "truncate"}
+    assert {s.training.weaken[0] for s in p["part5"]} == {"subsample", "corrupt", "truncate"}
+    assert {s.kind for s in p["main"]} == {"unimodal", "fusion"}
     keys = [s.key("fp") for v in p.values() for s in v]
     assert len(keys) == len(set(keys))
     cfg.study.models = ["text_only", "no_such_fusion"]
@@ -29,8 +33,9 @@ def test_plan_covers_every_part_and_skips_the_other_unimodal_model():
 def test_only_informative_modality_gets_the_shapley_share():
     cfg = synthetic_config()
     prep = prepare(cfg, synthetic_frame(1500, text_signal=False))
-    _, _, evals = train_run(RunSpec("early_concat", "early_concat", 0, "part2"), prep, cfg, eval_suite(prep, cfg))
-    d = dominance(eval_frame(evals)).iloc[0]
+    rec, _, evals = train_run(RunSpec("early_concat", "early_concat", ("tabular", "text"), 0, "part2"), prep, cfg,
+                              eval_suite(prep, cfg))
+    d = dominance(eval_frame(evals, [rec])).iloc[0]
     assert d.clean > 0.9
     assert 1 - d.share_text > 0.95  # tabular holds all the signal
     assert d.phi_text + d.phi_tabular == pytest.approx(d.clean - 0.5)
@@ -52,7 +57,9 @@ def test_run_study_on_a_csv_resumes_and_never_loses_runs(tmp_path):
     # 3 main + 1 ModDrop + Part 5: (text_only, early_concat) x {subsample, truncate} text + early_concat x subsample tab
     assert meta["runs_trained"] == meta["runs_planned"] == 3 + 1 + 5
     runs = RunStore(folder).records()
-    assert {r["model"] for r in runs} >= {"text_only", "late_ensemble", "ref_hist_gbdt", "early_concat_moddrop"}
+    assert {r.model for r in runs} >= {"text_only", "late_ensemble", "ref_hist_gbdt", "early_concat_moddrop"}
+    assert {r.kind for r in runs} == {"unimodal", "fusion", "reference", "ensemble"}
+    assert {r.training.regime for r in runs} == {"plain", "moddrop", "weakened"}
     # cut the last record in half: the run is redone, every complete one is kept
     lines = (folder / "runs.jsonl").read_text().splitlines()
     (folder / "runs.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])
@@ -68,12 +75,12 @@ def test_run_study_on_a_csv_resumes_and_never_loses_runs(tmp_path):
         assert heading in text
     s = pd.read_csv(folder / "summary.csv")
     assert set(s.model) >= {"text_only", "tabular_only", "early_concat", "late_ensemble", "early_concat_moddrop"}
-    assert len(load_results(folder)["evals"]) > 0
+    assert len(load_study(folder).evals) > 0
 
 
 def test_report_on_an_empty_folder_names_the_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="runs.jsonl"):
-        load_results(tmp_path)
+        load_study(tmp_path)
 
 
 def _tiny_study(tmp_path, df, **study):
@@ -109,5 +116,25 @@ def test_dataset_without_text_trains_tabular_models(tmp_path):
     cfg.dataset.text = []
     folder = run_study(cfg, str(tmp_path / "res"))
     runs = RunStore(folder).records()
-    assert {r["model"] for r in runs} == {"tabular_only", "early_concat", "ref_hist_gbdt"}
-    assert all(r["modalities"] == ["tabular"] for r in runs if r["model"] != "ref_hist_gbdt")
+    # a fusion needs two modalities: only the tabular models run, and the report says what is absent
+    assert {r.model for r in runs} == {"tabular_only", "ref_hist_gbdt"}
+    assert all(r.modalities == ["tabular"] for r in runs)
+    text = write_reports(folder, tmp_path / "exp.md").read_text()
+    assert "No fusion variant was trained" in text and "No imbalance sweep" in text
+
+
+def test_binary_study_with_a_short_model_list_and_no_part5_reports(tmp_path):
+    cfg = _tiny_study(tmp_path, synthetic_frame(600), imbalance_models=[])
+    folder = run_study(cfg, str(tmp_path / "res"))
+    text = write_reports(folder, tmp_path / "exp.md").read_text()
+    assert "## Part 4: fusion variants" in text and "`gmu`" in text and "No imbalance sweep" in text
+    assert "late_logit_avg" not in text.split("## Part 4")[1].split("###")[0]  # not trained, not in the table
+
+
+def test_text_only_dataset_reports(tmp_path):
+    cfg = _tiny_study(tmp_path, synthetic_frame(500)[["review", "label"]], imbalance_models=[])
+    cfg.dataset.categorical, cfg.dataset.numeric = [], []
+    folder = run_study(cfg, str(tmp_path / "res"))
+    assert {r.model for r in RunStore(folder).records()} == {"text_only", "ref_tfidf_logreg"}
+    text = write_reports(folder, tmp_path / "exp.md").read_text()
+    assert "Both unimodal models are needed" in text and "No fusion variant" in text

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from report import fmt_ci, imbalance_verdict, scaling_slopes, shapley_two_player, summarize
+from analysis import imbalance_verdict, scaling_slopes, shapley_two_player, summarize
+from records import RunRecord, Training
+from render import fmt_ci
 
 
 def test_shapley_sums_to_full_minus_empty():
@@ -17,19 +19,22 @@ def test_one_informative_modality_gets_all_the_shapley_share():
 
 def test_verdicts():
     uni = {"text": 0.94, "tabular": 0.97}
-    assert imbalance_verdict(0.98, 0.001, {"text": 0.0005, "tabular": 0.05}, uni) == "collapses (ignores text)"
-    assert imbalance_verdict(0.98, 0.001, {"text": 0.01, "tabular": 0.05}, uni) == "adapts + over-relies on tabular"
-    assert imbalance_verdict(0.98, 0.001, {"text": 0.01, "tabular": 0.02}, uni) == "adapts"
-    assert imbalance_verdict(0.965, 0.001, {"text": 0.01, "tabular": 0.02}, uni) == "no gain"
-    assert imbalance_verdict(0.965, 0.001, {"text": 0.01, "tabular": 0.04}, uni) == "no gain + over-relies on tabular"
+    assert imbalance_verdict(0.98, 0.001, {"text": 0.0005, "tabular": 0.05}, uni, 0.001) == "collapses (ignores text)"
+    assert imbalance_verdict(0.98, 0.001, {"text": 0.01, "tabular": 0.05}, uni, 0.001) == "adapts + over-relies on tabular"
+    assert imbalance_verdict(0.98, 0.001, {"text": 0.01, "tabular": 0.02}, uni, 0.001) == "adapts"
+    assert imbalance_verdict(0.965, 0.001, {"text": 0.01, "tabular": 0.02}, uni, 0.001) == "no gain"
+    assert imbalance_verdict(0.965, 0.001, {"text": 0.01, "tabular": 0.04}, uni, 0.001) == "no gain + over-relies on tabular"
 
 
 def _rec(model, seed, auc, part="part1"):
     m = {k: 0.5 for k in ("pr_auc", "f1", "accuracy", "log_loss", "ece")}
-    return {"model": model, "seed": seed, "part": part, "params": {"total": 10, "enc_text": 7, "head": 3},
-            "train_seconds": 2.0, "samples_per_s": 100.0, "best_epoch": 2, "diverged": False,
-            "curves": {"val_loss": [0.5, 0.4, 0.45], "train_loss": [0.6, 0.3, 0.2], "train_eval_loss": [0.5, 0.3, 0.2]},
-            "metrics": {"val": {"roc_auc": auc, **m}, "test": {"roc_auc": auc - 0.01, **m}}}
+    return RunRecord(run_key=f"{model}|{seed}", study="t", model=model, kind="unimodal", modalities=["text"],
+                     fusion="early_concat", part=part, seed=seed, config_fp="fp", config={}, git="g", time="t",
+                     params={"total": 10, "enc_text": 7, "head": 3}, train_seconds=2.0, samples_per_s=100.0,
+                     best_epoch=2, diverged=False,
+                     curves={"val_loss": [0.5, 0.4, 0.45], "train_loss": [0.6, 0.3, 0.2],
+                             "train_eval_loss": [0.5, 0.3, 0.2]},
+                     metrics={"val": {"roc_auc": auc, **m}, "test": {"roc_auc": auc - 0.01, **m}})
 
 
 def test_summarize_means_cis_and_stability():

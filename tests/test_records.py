@@ -1,0 +1,102 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from records import EvalRecord, PredictionRecord, RunRecord, RunStore, Training, load_study
+from tests.conftest import ROOT
+
+
+def _run(key="m|seed=0|cfg=fp", **kw):
+    base = dict(run_key=key, study="s", model="gmu", kind="fusion", modalities=["tabular", "text"], fusion="gmu",
+                part="part4", seed=0, config_fp="fp", config={"study": {"bootstrap": 50}}, git="g", time="t",
+                metrics={"val": {"roc_auc": 0.9}, "test": {"roc_auc": 0.8}}, params={"total": 12})
+    return RunRecord(**{**base, **kw})
+
+
+def test_store_round_trips_every_record_type(tmp_path):
+    store = RunStore(tmp_path)
+    runs = [_run(), _run("w|seed=1", seed=1, training=Training.of(weaken=("subsample", "text", 0.2))),
+            _run("d|seed=2", seed=2, training=Training.of(0.3), curves={"val_loss": [0.3, 0.2]}),
+            _run("r|seed=0", model="ref_x", kind="reference", modalities=["text"], fusion="none",
+                 estimator={"C": 2.0}, params={"total": float("nan")})]
+    preds = PredictionRecord.of(runs[0].run_key, {"val": np.array([[0.2, 0.8]]), "test": np.array([[0.6, 0.4]])})
+    ev = EvalRecord(run_key=runs[0].run_key, model="gmu", seed=0, part="part4", config_fp="fp",
+                    perturbation="remove", modality="text", severity=1.0, subset="test", n=1,
+                    metrics={"roc_auc": 0.7}, training=Training())
+    store.append(runs[0], preds, [ev])
+    for r in runs[1:]:
+        store.append(r)
+    back = store.records()
+    assert [r.run_key for r in back] == [r.run_key for r in runs]
+    assert back[1].training == Training("weakened", 0.0, ("subsample", "text", 0.2)) and back[1].training.tag == \
+        "subsample:text:0.2"
+    assert back[2].training.regime == "moddrop" and back[2].curves == {"val_loss": [0.3, 0.2]}
+    assert back[3].kind == "reference" and np.isnan(back[3].params["total"])
+    assert store.evals() == [ev]
+    p = store.predictions()[runs[0].run_key]
+    assert p.val == [0.8] and np.allclose(p.proba("test", 2), [[0.6, 0.4]])
+
+
+def test_a_torn_last_line_is_skipped_and_does_not_swallow_the_next(tmp_path):
+    store = RunStore(tmp_path)
+    store.append(_run("a"))
+    with open(store.runs_path, "a") as fh:
+        fh.write('{"run_key": "torn", "mod')
+    store.append(_run("b"))
+    assert [r.run_key for r in store.records()] == ["a", "b"] and store.done_keys() == {"a", "b"}
+
+
+def test_old_records_migrate_kind_and_training_on_read(tmp_path):
+    (tmp_path / "runs.jsonl").write_text(
+        '{"kind": "train", "run_key": "k", "study": "s", "model": "early_concat_moddrop", "part": "part3", "seed": 0, '
+        '"config_fp": "fp", "config": {}, "git": "g", "time": "t", "fusion": "early_concat", '
+        '"modalities": ["tabular", "text"], "moddrop": 0.3, "weaken": [], "metrics": {}, "params": {}}\n')
+    r = RunStore(tmp_path).records()[0]
+    assert r.kind == "fusion" and r.training == Training("moddrop", 0.3, ())
+
+
+def test_reading_results_imports_neither_torch_nor_the_training_code():
+    code = ("import sys, report, records, analysis, render, postmortem, figures; "
+            "print(sorted(m for m in ('torch', 'train', 'study', 'loop', 'bench', 'data') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_no_import_cycles_even_inside_functions():
+    import ast
+    mods = {p.stem: p for p in ROOT.glob("*.py")} | {f"models.{p.stem}": p for p in (ROOT / "models").glob("*.py")}
+    graph = {}
+    for name, path in mods.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name in mods}
+            elif isinstance(node, ast.ImportFrom) and node.module in mods:
+                deps.add(node.module)
+        graph[name] = deps - {name}
+    seen, stack = set(), []
+
+    def visit(n):
+        assert n not in stack, f"import cycle: {' -> '.join(stack[stack.index(n):] + [n])}"
+        if n in seen:
+            return
+        stack.append(n)
+        for d in graph[n]:
+            visit(d)
+        stack.pop()
+        seen.add(n)
+    for n in graph:
+        visit(n)
+
+
+def test_no_python_file_over_500_lines():
+    long = {p.name: n for p in ROOT.glob("**/*.py") if ".venv" not in p.parts
+            and (n := len(p.read_text().splitlines())) > 500}
+    assert not long, long
+
+
+def test_load_study_names_the_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="runs.jsonl"):
+        load_study(tmp_path)
