@@ -1,9 +1,12 @@
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from scipy.stats import norm
+from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-from metrics import (weighted_auc, classification_metrics, curve_roughness, expected_calibration_error, mean_ci,
-                     paired_bootstrap_auc)
+from metrics import (best_f1_threshold, bootstrap_counts, classification_metrics, curve_roughness,
+                     expected_calibration_error, f1_at_threshold, interval, mean_ci, paired_bootstrap_auc,
+                     paired_two_level, per_seed_auc, perceptual_score, rms_grad_ratio, seed_average, seed_draws,
+                     seed_mean_auc, two_level_auc, two_level_metric, weighted_auc)
 
 
 def test_weighted_auc_matches_sklearn_on_resampled_rows_with_ties():
@@ -45,7 +48,36 @@ def test_classification_metrics_binary_and_multiclass():
     m3 = classification_metrics(y3, p3)
     assert m3["roc_auc"] == 1.0 and m3["accuracy"] == 1.0
     nan = classification_metrics(y, np.full((4, 2), np.nan))
-    assert all(v != v for v in nan.values())
+    assert all(v != v for v in nan.values()) and set(nan) == set(m)
+
+
+def test_balanced_accuracy_and_minority_recall():
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 2])  # classes 1 and 2 tie as least frequent -> class 1
+    pred = np.array([0, 0, 0, 1, 1, 0, 2, 2])
+    m = classification_metrics(y, np.eye(3)[pred] * 0.8 + 0.2 / 3)
+    assert m["accuracy"] == 0.75 and m["minority_recall"] == 0.5
+    assert m["balanced_accuracy"] == pytest.approx((3 / 4 + 1 / 2 + 1) / 3) == balanced_accuracy_score(y, pred)
+    one_class = classification_metrics(np.zeros(3, int), np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]))
+    assert one_class["balanced_accuracy"] == one_class["minority_recall"] == pytest.approx(2 / 3)
+
+
+def test_best_f1_threshold_picks_the_best_distinct_score_and_largest_on_ties():
+    y = np.array([0, 1, 1, 0, 1, 0])
+    p = np.array([0.1, 0.9, 0.6, 0.6, 0.3, 0.2])
+    # thresholds 0.9, 0.6 (a tie: both rows), 0.3, 0.2, 0.1 give F1 = 2/4, 4/6, 6/7, 6/8, 6/9
+    assert best_f1_threshold(y, p) == 0.3
+    brute = max(sorted(set(p), reverse=True), key=lambda t: f1_score(y, p >= t))
+    assert best_f1_threshold(y, np.column_stack([1 - p, p])) == brute
+    assert best_f1_threshold(np.array([1, 0, 0, 1]), np.array([0.9, 0.8, 0.7, 0.6])) == 0.9  # F1 2/3 at 0.9 and 0.6
+    assert f1_at_threshold(y, p, 0.3) == pytest.approx(6 / 7) and f1_at_threshold(y, p, 0.95) == 0.0
+    assert np.isnan(best_f1_threshold(np.zeros(3, int), np.array([0.1, 0.5, 0.9])))
+
+
+def test_f1_threshold_multiclass_falls_back_to_argmax_macro_f1():
+    y3 = np.array([0, 1, 2, 2])
+    p3 = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2]])
+    assert np.isnan(best_f1_threshold(y3, p3))
+    assert f1_at_threshold(y3, p3, np.nan) == f1_at_threshold(y3, p3, 0.99) == classification_metrics(y3, p3)["f1"]
 
 
 def test_mean_ci_and_roughness():
@@ -53,3 +85,121 @@ def test_mean_ci_and_roughness():
     assert mean == 2.0 and half == pytest.approx(4.303 * 1 / np.sqrt(3), rel=1e-3)
     assert mean_ci([5.0]) == (5.0, 0.0)
     assert curve_roughness([1, 2, 3, 4]) == 0 and curve_roughness([1, 3, 1]) == 4
+
+
+def _seeded_scores(rng, n, mus, noise=1.0):
+    """``(len(mus), n)`` scores of seeds that separate the classes by ``mus``, sharing row noise."""
+    y = rng.integers(0, 2, n)
+    return y, np.asarray(mus)[:, None] * y + rng.normal(size=n) + noise * rng.normal(size=(len(mus), n))
+
+
+def test_seed_draws_contract():
+    d = seed_draws(4, 50, seed=3)
+    assert d.shape == (50, 4) and d.min() == 0 and d.max() == 3
+    assert np.array_equal(d, seed_draws(4, 50, seed=3)) and not np.array_equal(d, seed_draws(4, 50, seed=4))
+    assert not np.array_equal(seed_draws(5, 50, seed=3)[:, :4], d)  # other seed counts: independent draws
+    assert not seed_draws(1, 20).any()
+    with pytest.raises(ValueError, match="n_seeds"):
+        seed_draws(0, 10)
+
+
+def test_two_level_auc_matches_brute_force_resampling():
+    rng = np.random.default_rng(3)
+    y, scores = _seeded_scores(rng, 30, [0.5, 1.0, 2.0])
+    scores = np.round(scores, 1)  # ties
+    counts, draws = bootstrap_counts(30, 6, seed=1), seed_draws(3, 6, seed=1)
+    obs, reps = two_level_auc(y, scores, counts, draws)
+    assert obs == pytest.approx(np.mean([roc_auc_score(y, s) for s in scores]))
+    for c, d, r in zip(counts.astype(int), draws, reps):
+        idx = np.repeat(np.arange(30), c)
+        assert r == pytest.approx(np.mean([roc_auc_score(y[idx], scores[j, idx]) for j in d]))
+    slow = two_level_metric(y, scores, roc_auc_score, n_boot=6, seed=1)
+    assert slow[0] == pytest.approx(obs) and np.allclose(slow[1], reps)
+
+
+def test_two_level_with_one_seed_is_the_row_bootstrap_and_seed_spread_widens_it():
+    rng = np.random.default_rng(4)
+    y, scores = _seeded_scores(rng, 400, [0.3, 1.0, 2.0, 3.0])
+    counts = bootstrap_counts(400, 300)
+    one = two_level_auc(y, scores[:1], counts, seed_draws(1, 300))
+    rows_only = seed_mean_auc(y, scores[:1], counts)
+    assert one[0] == rows_only[0] and interval(*one) == interval(*rows_only)
+    assert interval(*one) == tuple(np.percentile(weighted_auc(y, scores[0], counts), [2.5, 97.5]))
+    lo2, hi2 = interval(*two_level_auc(y, scores, counts, seed_draws(4, 300)))
+    lo1, hi1 = interval(*seed_mean_auc(y, scores, counts))
+    assert hi2 - lo2 > 2 * (hi1 - lo1)
+
+
+def test_interval_percentile_basic_and_nan():
+    r = np.r_[np.arange(101.0), np.nan]
+    assert interval(0.0, r, level=0.9) == pytest.approx((5.0, 95.0))
+    assert interval(60.0, r, level=0.9, method="basic") == pytest.approx((25.0, 115.0))
+    assert np.isnan(interval(0.5, np.full(3, np.nan))).all()
+    with pytest.raises(ValueError, match="method"):
+        interval(0.0, r, method="bca")
+
+
+def test_paired_two_level_self_is_zero_reuse_and_detection():
+    rng = np.random.default_rng(5)
+    y, weak = _seeded_scores(rng, 1000, [0.5, 0.7, 0.9])
+    strong = weak + 2.0 * y
+    same = paired_two_level(y, weak, weak, n_boot=100)
+    assert same == {"diff": 0.0, "lo": 0.0, "hi": 0.0, "p_le_0": 1.0}
+    better = paired_two_level(y, strong, weak, n_boot=200, seed=2)
+    assert better["lo"] > 0.05 and better["p_le_0"] == 0
+    counts = bootstrap_counts(1000, 200, seed=2)
+    reused = paired_two_level(y, None, None, per_seed_a=per_seed_auc(y, strong, counts),
+                              per_seed_b=per_seed_auc(y, weak, counts), seed=2)
+    assert reused == better
+    ref = paired_two_level(y, strong, weak[:1], n_boot=200, seed=2)  # deterministic reference: 1 seed
+    obs_a, ra = per_seed_auc(y, strong, counts)
+    diffs = seed_average(ra, seed_draws(3, 200, 2)) - per_seed_auc(y, weak[:1], counts)[1][0]
+    assert ref["diff"] == pytest.approx(obs_a.mean() - roc_auc_score(y, weak[0]))
+    assert (ref["lo"], ref["hi"]) == interval(0.0, diffs)
+
+
+def test_two_level_interval_covers_the_true_auc():
+    """Seeds separate the classes by mu_s ~ N(mu, tau^2), rows add N(0, 1 + sig^2) noise, so the
+    population seed-mean AUC is E[Phi(mu_s / sqrt(2 (1 + sig^2)))] = Phi(mu / sqrt(2 (1 + sig^2) + tau^2))."""
+    k, n, n_boot, mu, tau, sig = 10, 150, 150, 1.0, 0.4, 0.5
+    true = norm.cdf(mu / np.sqrt(2 * (1 + sig ** 2) + tau ** 2))
+    rng = np.random.default_rng(0)
+    hits = np.zeros((200, 2), bool)
+    for s in range(200):
+        y, scores = _seeded_scores(rng, n, mu + tau * rng.normal(size=k), noise=sig)
+        obs, reps = per_seed_auc(y, scores, bootstrap_counts(n, n_boot, s))
+        for j, r in enumerate((seed_average(reps, seed_draws(k, n_boot, s)), reps.mean(axis=0))):
+            lo, hi = interval(obs.mean(), r)
+            hits[s, j] = lo <= true <= hi
+    two_level, rows_only = hits.mean(axis=0)
+    assert 0.90 <= two_level <= 0.99 and rows_only < two_level
+
+
+def test_two_level_metric_with_one_seed_and_a_multiclass_metric():
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 3, 200)
+    probas = rng.dirichlet(np.ones(3), size=(2, 200))
+    obs, reps = two_level_metric(y, probas, expected_calibration_error, n_boot=20, seed=1)
+    assert obs == pytest.approx(np.mean([expected_calibration_error(y, p) for p in probas])) and reps.shape == (20,)
+    first = two_level_metric(y, probas[:1], expected_calibration_error, n_boot=20, seed=1)[1]
+    c = bootstrap_counts(200, 20, seed=1).astype(int)[7]
+    idx = np.repeat(np.arange(200), c)
+    assert first[7] == pytest.approx(expected_calibration_error(y[idx], probas[0][idx]))
+
+
+def test_perceptual_score_normalised_by_the_clean_score():
+    # accuracy 0.80 clean, 0.60 and 0.64 with the modality permuted: (0.80 - 0.62) / 0.80 = 0.225
+    assert perceptual_score(0.80, [0.60, 0.64]) == pytest.approx(0.225)
+    assert perceptual_score(0.7, [0.7]) == 0.0 and np.isnan(perceptual_score(0.0, [0.1]))
+    with pytest.raises(ValueError, match="permuted"):
+        perceptual_score(0.8, [])
+
+
+def test_rms_grad_ratio_corrects_for_encoder_size():
+    # same per-parameter gradient 0.01: L2 norms 0.01 * sqrt(n) differ 10x, the RMS ratio is 1
+    assert rms_grad_ratio(0.01 * np.sqrt(10_000), 0.01 * np.sqrt(100), 10_000, 100) == pytest.approx(1.0)
+    assert rms_grad_ratio(3.0, 1.0, 400, 100) == pytest.approx(1.5)
+    assert np.allclose(rms_grad_ratio([2.0, 4.0], [1.0, 1.0], 4, 4), [2.0, 4.0])
+    assert rms_grad_ratio(1.0, 0.0, 4, 4) == np.inf and np.isnan(rms_grad_ratio(0.0, 0.0, 4, 4))
+    with pytest.raises(ValueError, match="positive"):
+        rms_grad_ratio(1.0, 1.0, 0, 4)
