@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from config import Config, TrainConfig
+from config import MODALITIES, Config, TrainConfig
 from data import Prepared, SplitData, to_inputs
 from metrics import classification_metrics
 from models.multimodal import MultimodalModel, build_model
@@ -162,3 +162,107 @@ def make_model(modalities: tuple[str, ...], fusion: str, prep: Prepared, cfg: Co
     torch.manual_seed(seed)
     return build_model(list(modalities), fusion, len(prep.classes), cfg.model, prep.text.vocab_size_,
                        prep.tabular.cardinalities_, prep.splits["train"].num.shape[1], cfg.tabular)
+
+
+MARGINAL_K = 50
+"""Default background size K for :func:`predict_marginal`: a Monte-Carlo mean over K train rows,
+so its error falls as ``1 / sqrt(K)`` while the fusion + head cost grows as ``n x K``. At K = 50
+on the clothing test split (3,523 rows, early fusion) another background draw moves ROC-AUC by
+~1e-4 but log loss by up to ~0.02 (K = 200: half that, 4x the time); SHAP's explainers use
+50-100 background rows for the same trade-off."""
+
+
+def background_rows(train: SplitData, k: int = MARGINAL_K, seed: int = 0) -> SplitData:
+    """``k`` train rows drawn uniformly without replacement (fixed by ``seed``, kept in train order):
+    the background a removed modality is marginalised over in :func:`predict_marginal`.
+
+    Raises
+    ------
+    ValueError
+        If ``k`` is not in ``[1, len(train)]``.
+    """
+    if not 1 <= k <= len(train):
+        raise ValueError(f"background size k must be in [1, {len(train)}] (the train rows), got {k}")
+    return train.subset(np.sort(np.random.default_rng(seed).choice(len(train), size=k, replace=False)))
+
+
+def _encode(model: MultimodalModel, split: SplitData, idx: np.ndarray, modalities: list[str],
+            batch_size: int) -> dict[str, torch.Tensor]:
+    """Encoder features ``{modality: (len(idx), d_m)}`` of rows ``idx``, batch by batch."""
+    parts: dict[str, list[torch.Tensor]] = {m: [] for m in modalities}
+    for start in range(0, len(idx), batch_size):
+        inputs = move(to_inputs(split, idx[start:start + batch_size]))
+        for m in modalities:
+            parts[m].append(model.encoders[m](inputs[m]))
+    return {m: torch.cat(v) for m, v in parts.items()}
+
+
+def _mean_over_background(model: MultimodalModel, kept: dict[str, torch.Tensor], removed: dict[str, torch.Tensor],
+                          batch_size: int) -> torch.Tensor:
+    """``(n, n_classes)`` float64: row i's class probabilities averaged over every background
+    feature row of the removed modality, ``batch_size`` (row, background) pairs per pass."""
+    k = len(next(iter(removed.values())))
+    n = len(next(iter(kept.values())))
+    step, out = max(1, batch_size // k), []
+    for start in range(0, n, step):
+        feats = {m: z[start:start + step].repeat_interleave(k, dim=0) for m, z in kept.items()}
+        c = len(next(iter(feats.values()))) // k
+        feats.update({m: z.repeat(c, 1) for m, z in removed.items()})
+        proba = torch.softmax(model.head(model.fusion(feats)), dim=1).double()
+        out.append(proba.view(c, k, -1).mean(dim=1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def predict_marginal(model: MultimodalModel, split: SplitData, background: SplitData, modality: str,
+                     rows: np.ndarray | None = None, batch_size: int = 4096) -> np.ndarray:
+    """Class probabilities ``(n_samples, n_classes)`` with ``modality`` marginalised out for ``rows``.
+
+    Row i's prediction is ``mean_j p(x_i^kept, x_j^removed)`` over the background rows j: the
+    interventional value function of SHAP (Lundberg & Lee, 2017; Janzing et al., 2020, "Feature
+    relevance quantification in explainable AI: a causal problem"). Unlike the model's own missing
+    input (``perturb.remove``), it feeds only inputs seen in training. Encoders see one modality
+    each, so the kept features are encoded once per row and the removed ones once per background
+    row; only fusion + head run on the ``len(rows) x K`` pairs. A unimodal model losing its only
+    modality predicts the same background mean for every row. Eval mode, deterministic.
+
+    Parameters
+    ----------
+    model : the wrapper; put in eval mode.
+    split : the rows to predict.
+    background : K rows (see :func:`background_rows`) whose ``modality`` inputs replace the rows'.
+    modality : the modality to remove. One the model does not use leaves the prediction unchanged
+        (``predict(model, split)``).
+    rows : indices (or boolean mask) of the rows to marginalise; default all. Other rows get the
+        ordinary prediction.
+    batch_size : rows per encoder pass and (row, background) pairs per fusion + head pass.
+
+    Raises
+    ------
+    ValueError
+        If ``modality`` is not a known modality name.
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; known: {list(MODALITIES)}")
+    if modality not in model.modalities:
+        return predict(model, split, batch_size)
+    model.eval()
+    mask = np.zeros(len(split), dtype=bool)
+    mask[np.arange(len(split)) if rows is None else rows] = True
+    idx = np.flatnonzero(mask)
+    if len(idx) == 0:
+        return predict(model, split, batch_size)
+    removed = _encode(model, background, np.arange(len(background)), [modality], batch_size)
+    kept_names = [m for m in model.modalities if m != modality]
+    if kept_names:
+        marg = _mean_over_background(model, _encode(model, split, idx, kept_names, batch_size), removed, batch_size)
+    else:  # nothing depends on the row: one constant prediction, computed once
+        const = torch.softmax(model.head(model.fusion(removed)), dim=1).double().mean(dim=0)
+        marg = const.expand(len(idx), -1)
+    marg = marg.cpu().numpy()
+    marg = marg / marg.sum(axis=1, keepdims=True)
+    if len(idx) == len(split):
+        return marg
+    proba = predict(model, split, batch_size)
+    proba[idx] = marg
+    return proba
