@@ -245,7 +245,7 @@ def robustness_curves(ev: pd.DataFrame) -> pd.DataFrame:
         fams = {f"drop:{m}": g[((g.perturbation == "drop") | (g.perturbation == "remove")) & (g.modality == m)]
                 for m in ("text", "tabular")}
         fams.update({p: g[g.perturbation == p] for p in g.perturbation.unique()
-                     if p not in ("clean", "drop", "remove", "shuffle")})
+                     if p not in ("clean", "drop", "remove", "missing", "shuffle")})
         for fam, sub in fams.items():
             if sub.empty:
                 continue

@@ -21,6 +21,9 @@ MODALITIES = ("tabular", "text")  # sorted: the order every per-modality dict is
 FUSION_NAMES = ("early_concat", "late_logit_avg", "late_learned", "gmu", "attention", "tfn", "lmf")
 UNIMODAL_NAMES = tuple(f"{m}_only" for m in MODALITIES)
 SCHEDULES = ("constant", "linear")
+# Bumped when the evaluation protocol changes meaning, so stored runs of the old protocol are not
+# resumed into a new study (2: removal = marginalisation, classical fusion references).
+PROTOCOL_VERSION = 2
 
 
 def model_parts(name: str, available: tuple[str, ...] = MODALITIES) -> tuple[tuple[str, ...], str]:
@@ -132,6 +135,7 @@ class StudyConfig:
     noise_levels: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0])
     drop_levels: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75])
     permutations: int = 5
+    marginal_k: int = 50  # train rows a removed modality is marginalised over (loop.predict_marginal)
     moddrop_models: list[str] = field(default_factory=lambda: ["early_concat", "gmu"])
     moddrop_p: float = 0.3
     # Part 5: training-time weakening of one modality (clean level reused from Parts 1-2)
@@ -186,8 +190,10 @@ class Config:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """Short hash of everything that changes what a trained model is (not the seed list)."""
+        """Short hash of everything that changes what a trained model is or how it is evaluated
+        (not the seed lists or the report's rules)."""
         d = self.to_dict()
+        d["protocol"] = {"version": PROTOCOL_VERSION, "marginal_k": self.study.marginal_k}
         d.pop("study")
         d.pop("report")
         d.pop("base_dir")
@@ -329,6 +335,7 @@ def validate(cfg: Config) -> Config:
     _in_range("study.scaling_dims", st.scaling_dims, 1, 10**6)
     _in_range("study.moddrop_p", st.moddrop_p, 0, 1, lo_open=True, hi_open=True)
     _in_range("study.permutations", st.permutations, 1, 1000)
+    _in_range("study.marginal_k", st.marginal_k, 1, 10**5)
     _in_range("study.bootstrap", st.bootstrap, 50, 10**6)
     _in_range("split.val", cfg.split.val, 0, 1, lo_open=True, hi_open=True)
     _in_range("split.test", cfg.split.test, 0, 1, lo_open=True, hi_open=True)

@@ -6,10 +6,14 @@ learned features, so it means the same for every architecture. Each takes a seve
 
 Severity semantics:
 
-* ``remove`` / ``drop`` (fraction ``q`` of rows) / ``text_delete`` / ``tab_mask``: information
-  loss. Severity 0 is the identity; severity 1 equals :func:`remove` — the modality's "missing"
-  representation, the one the pipeline gives rows that really lack it (no text: the missing-text
-  token; tabular: every category missing, every numeric value missing = imputed median + flag).
+* ``remove`` / ``drop`` (fraction ``q`` of rows) / ``text_delete`` / ``tab_mask``: the modality's
+  *missing representation*, the one the pipeline gives rows that really lack it (no text: the
+  missing-text token; tabular: every category missing, every numeric value missing = imputed
+  median + flag). Severity 0 is the identity; severity 1 equals :func:`remove`. This is what a
+  model trained with missing inputs (ModDrop, Part 5 subsampling) learns to read; for a model that
+  never saw it, it is an untrained input, not an absence of evidence. The study's *removal* of a
+  modality is therefore marginalisation (``loop.predict_marginal``); this encoding is reported
+  separately as ``missing``.
 * ``text_noise`` (each token replaced by a random train word or deleted, with probability p),
   ``text_typo`` (each token gets a one-character edit with probability p), ``tab_noise``
   (Gaussian noise of ``severity x`` each numeric feature's train std, and each category swapped to
@@ -69,11 +73,16 @@ def remove(split: SplitData, prep: Prepared, modality: str, rows: np.ndarray | N
     raise ValueError(f"unknown modality {modality!r}; known: ['tabular', 'text']")
 
 
-def drop(split: SplitData, prep: Prepared, modality: str, q: float, seed: int = 0) -> SplitData:
-    """Remove the modality for a random fraction ``q`` of rows (exactly ``round(q * n)`` rows)."""
+def drop_rows(n: int, q: float, seed: int = 0) -> np.ndarray:
+    """The rows a per-sample drop of fraction ``q`` hits: exactly ``round(q * n)`` of ``n``, fixed by ``seed``."""
     _check_severity(q)
-    rows = np.random.default_rng(seed).permutation(len(split))[: int(round(q * len(split)))]
-    return remove(split, prep, modality, rows)
+    return np.random.default_rng(seed).permutation(n)[: int(round(q * n))]
+
+
+def drop(split: SplitData, prep: Prepared, modality: str, q: float, seed: int = 0) -> SplitData:
+    """Give the modality's missing representation to a random fraction ``q`` of rows
+    (:func:`drop_rows`); used at training time (Part 5 subsampling)."""
+    return remove(split, prep, modality, drop_rows(len(split), q, seed))
 
 
 def _check_severity(s: float) -> None:

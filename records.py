@@ -131,15 +131,21 @@ class PredictionRecord:
     run_key: str
     val: list
     test: list
+    perturbed: dict = field(default_factory=dict)  # e.g. "remove:text" -> test predictions with text removed
 
     @classmethod
-    def of(cls, run_key: str, probas: dict[str, np.ndarray]) -> "PredictionRecord":
-        """From ``{"val": (n, n_classes), "test": ...}`` probabilities (binary: class 1 only)."""
-        return cls(run_key, *(np.round(positive_or_all(probas[s]), 6).tolist() for s in ("val", "test")))
+    def of(cls, run_key: str, probas: dict[str, np.ndarray], perturbed: dict[str, np.ndarray] | None = None
+           ) -> "PredictionRecord":
+        """From ``{"val": (n, n_classes), "test": ...}`` probabilities (binary: class 1 only) and
+        optional perturbed test probabilities of the same shape."""
+        stored = lambda p: np.round(positive_or_all(p), 6).tolist()  # noqa: E731
+        return cls(run_key, stored(probas["val"]), stored(probas["test"]),
+                   {k: stored(p) for k, p in (perturbed or {}).items()})
 
     def proba(self, split: str, n_classes: int) -> np.ndarray:
-        """``(n, n_classes)`` probabilities of ``split``, renormalised after the rounding."""
-        a = np.asarray(getattr(self, split), dtype=float)
+        """``(n, n_classes)`` probabilities of ``split`` (``val``, ``test`` or a key of
+        ``perturbed``), renormalised after the rounding."""
+        a = np.asarray(self.perturbed[split] if split in self.perturbed else getattr(self, split), dtype=float)
         a = np.column_stack([1 - a, a]) if n_classes == 2 and a.ndim == 1 else a
         return a / a.sum(axis=1, keepdims=True)
 

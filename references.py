@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from scipy.special import softmax
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import OneHotEncoder
 
@@ -279,3 +280,23 @@ def fit_references(prep: Prepared, names: list[str] | None = None, seed: int = 0
               and set(REQUIRES[n]) <= set(prep.modalities)]
     fitted: dict[str, Reference] = {}
     return [_get(n, prep, seed, fitted) for n in wanted]
+
+
+def single_column_auc(prep: Prepared) -> dict[str, float]:
+    """Validation ROC-AUC of each tabular column alone (binary labels), to flag near-proxies of
+    the label: a categorical column scores by its train positive rate per level (unknown levels
+    get the overall rate), a numeric column by its value, oriented on train. Multi-class: ``{}``.
+    """
+    tr, va = prep.splits["train"], prep.splits["val"]
+    if len(prep.classes) != 2 or len(np.unique(va.y)) < 2:
+        return {}
+    out = {}
+    for j, col in enumerate(prep.tabular.categorical):
+        codes = np.unique(tr.cat[:, j])
+        rate = {c: tr.y[tr.cat[:, j] == c].mean() for c in codes}
+        score = np.array([rate.get(c, tr.y.mean()) for c in va.cat[:, j]])
+        out[col] = float(roc_auc_score(va.y, score))
+    for j, col in enumerate(prep.tabular.numeric):
+        sign = 1.0 if roc_auc_score(tr.y, tr.num[:, j]) >= 0.5 else -1.0
+        out[col] = float(roc_auc_score(va.y, sign * va.num[:, j]))
+    return out

@@ -26,17 +26,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 import perturb
 from config import ROOT, UNIMODAL_NAMES, Config, model_parts
 from data import Prepared, SplitData, prepare
 from fusion import parameter_scaling
-from loop import fit, forward_batches, make_model, predict
-from metrics import classification_metrics
+from loop import background_rows, fit, forward_batches, make_model, predict, predict_marginal
+from metrics import best_f1_threshold, classification_metrics, f1_at_threshold
 from records import EvalRecord, PredictionRecord, RunRecord, RunStore, Training
+from references import REFERENCES, fit_references, late_average, single_column_auc
 
 PART_OF = {"text_only": "part1", "tabular_only": "part1", "early_concat": "part2", "late_logit_avg": "part2"}
 
@@ -133,11 +133,15 @@ def fusion_diagnostics(model, split: SplitData) -> dict:
 def make_record(cfg: Config, key: str, model: str, kind: str, modalities, fusion: str, part: str, seed: int,
                 probas: dict[str, np.ndarray], splits: dict[str, SplitData], **fields) -> RunRecord:
     """The one record factory: identity, config, provenance, and val/test metrics of ``probas``."""
+    metrics = {s: classification_metrics(splits[s].y, p) for s, p in probas.items()}
+    if probas["val"].shape[1] == 2:  # F1 at the threshold that maximises F1 on val (never chosen on test)
+        thr = best_f1_threshold(splits["val"].y, probas["val"][:, 1])
+        for s, p in probas.items():
+            metrics[s].update(f1_val_threshold=f1_at_threshold(splits[s].y, p[:, 1], thr), val_threshold=thr)
     return RunRecord(run_key=key, study=cfg.dataset.name, model=model, kind=kind, modalities=sorted(modalities),
                      fusion=fusion, part=part, seed=seed, config_fp=cfg.fingerprint(), config=cfg.to_dict(),
                      git=_WORKER.get("git") or git_hash(),
-                     time=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                     metrics={s: classification_metrics(splits[s].y, p) for s, p in probas.items()}, **fields)
+                     time=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), metrics=metrics, **fields)
 
 
 def weakened(prep: Prepared, weaken: tuple, seed: int) -> Prepared:
@@ -160,19 +164,25 @@ def weakened(prep: Prepared, weaken: tuple, seed: int) -> Prepared:
     return replace(prep, splits=splits, weakening=tuple(weaken))
 
 
-def eval_suite(prep: Prepared, cfg: Config, full: bool = True) -> list[tuple[dict, SplitData]]:
-    """Perturbed copies of the test split, each with its description. ``full=False`` gives the
-    Part 5 suite (clean + remove each modality); ``full=True`` adds per-sample drop, every noise
-    family at every severity, ``permutations`` shuffles per modality, and the rows whose text is
-    naturally missing as their own subset."""
+def eval_suite(prep: Prepared, cfg: Config, full: bool = True) -> list[tuple[dict, SplitData, tuple | None]]:
+    """Perturbed copies of the test split: ``(description, split, marginal)`` items.
+
+    ``marginal = (modality, rows)`` marks a *removal*: the model predicts with that modality
+    marginalised out for ``rows`` (``None`` = all; ``loop.predict_marginal``). ``missing`` feeds
+    the model's own missing-input encoding instead (``perturb.remove``). ``full=False`` gives the
+    Part 5 suite (clean, remove and missing per modality); ``full=True`` adds per-sample drop
+    (marginalised), every noise family at every severity, ``permutations`` shuffles per modality,
+    and the rows whose text is naturally missing as their own subset.
+    """
     test, st = prep.splits["test"], cfg.study
-    item = lambda p, m, sev, split, subset="test": ({"perturbation": p, "modality": m, "severity": sev,  # noqa: E731
-                                                     "subset": subset}, split)
+    item = lambda p, m, sev, split, marg=None, subset="test": ({"perturbation": p, "modality": m, "severity": sev,  # noqa: E731
+                                                               "subset": subset}, split, marg)
     suite = [item("clean", "none", 0.0, test)]
-    suite += [item("remove", m, 1.0, perturb.remove(test, prep, m)) for m in prep.modalities]
+    suite += [item("remove", m, 1.0, test, (m, None)) for m in prep.modalities]
+    suite += [item("missing", m, 1.0, perturb.remove(test, prep, m)) for m in prep.modalities]
     if not full or len(prep.modalities) < 2:
         return suite
-    suite += [item("drop", m, q, perturb.drop(test, prep, m, q, cfg.split.seed))
+    suite += [item("drop", m, q, test, (m, perturb.drop_rows(len(test), q, cfg.split.seed)))
               for m in prep.modalities for q in st.drop_levels]
     suite += [item(name, perturb.MODALITY_OF[name], sev, fn(test, prep, sev, cfg.split.seed))
               for name, fn in perturb.NOISE.items() for sev in st.noise_levels]
@@ -180,23 +190,41 @@ def eval_suite(prep: Prepared, cfg: Config, full: bool = True) -> list[tuple[dic
               for m in prep.modalities for i in range(st.permutations)]
     missing = np.flatnonzero(test.text_missing)
     if len(missing):
-        suite.append(item("clean", "none", 0.0, test.subset(missing), "text_missing"))
+        suite.append(item("clean", "none", 0.0, test.subset(missing), subset="text_missing"))
     return suite
 
 
-def evaluate(model, suite: list[tuple[dict, SplitData]], spec: RunSpec, key: str, fp: str) -> list[EvalRecord]:
-    """One evaluation record per suite item: the run's identity + the item's description + metrics."""
-    return [EvalRecord(run_key=key, model=spec.model, seed=spec.seed, part=spec.part, config_fp=fp, n=len(split),
-                       metrics=classification_metrics(split.y, predict(model, split)), training=spec.training, **meta)
-            for meta, split in suite]
+STORED_PERTURBATIONS = ("remove",)  # test predictions kept per run, for paired intervals on removals
 
 
-def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = None,
-              progress=None) -> tuple[RunRecord, PredictionRecord, list[EvalRecord]]:
-    """Build, fit and evaluate one model; return ``(record, predictions, eval records)``."""
+def evaluate(model, suite: list, spec: RunSpec, key: str, fp: str,
+             background: SplitData) -> tuple[list[EvalRecord], dict[str, np.ndarray]]:
+    """One evaluation record per suite item (the run's identity + the item's description +
+    metrics), and the test probabilities of the :data:`STORED_PERTURBATIONS` items of a fused
+    model, keyed ``"remove:<modality>"``."""
+    out, kept = [], {}
+    for meta, split, marg in suite:
+        proba = predict(model, split) if marg is None else predict_marginal(model, split, background, *marg)
+        out.append(EvalRecord(run_key=key, model=spec.model, seed=spec.seed, part=spec.part, config_fp=fp,
+                              n=len(split), metrics=classification_metrics(split.y, proba), training=spec.training,
+                              **meta))
+        if meta["perturbation"] in STORED_PERTURBATIONS and spec.kind == "fusion":
+            kept[f"{meta['perturbation']}:{meta['modality']}"] = proba
+    return out, kept
+
+
+def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = None, progress=None,
+              weak: Prepared | None = None) -> tuple[RunRecord, PredictionRecord, list[EvalRecord]]:
+    """Build, fit and evaluate one model; return ``(record, predictions, eval records)``.
+
+    ``prep`` is the clean data; ``weak`` the same weakened by ``spec.training.weaken`` (built
+    here, with the run's seed, when not given). A removed modality is marginalised over
+    ``study.marginal_k`` train rows drawn with the run's seed, from the data the test split
+    looks like (clean train rows; truncated ones for a truncation run).
+    """
     fp = cfg.fingerprint()
     key, tr = spec.key(fp), spec.training
-    p = prep if prep.weakening == tr.weaken else weakened(prep, tr.weaken, cfg.split.seed)
+    p = (weak or weakened(prep, tr.weaken, spec.seed)) if tr.weaken else prep
     model = make_model(spec.modalities, spec.fusion, p, cfg, spec.seed)
     batch_fn = (lambda b, rng: perturb.modality_dropout(b, p, tr.moddrop_p, rng)) if tr.moddrop_p else None
     res = fit(model, p.splits["train"], p.splits["val"], cfg.train, spec.seed, batch_fn=batch_fn, progress=progress)
@@ -206,11 +234,15 @@ def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = N
                       diagnostics=fusion_diagnostics(model, p.splits["test"]), **asdict(res))
     if suite is None or tr.weaken:
         suite = eval_suite(p, cfg, full=False)
-    return rec, PredictionRecord.of(key, probas), evaluate(model, suite, spec, key, fp)
+    truncated = tr.weaken and tr.weaken[0] == "truncate"
+    background = background_rows((p if truncated else prep).splits["train"], cfg.study.marginal_k, spec.seed)
+    evals, kept = evaluate(model, suite, spec, key, fp, background)
+    return rec, PredictionRecord.of(key, probas, kept), evals
 
 
 def late_ensemble(prep: Prepared, cfg: Config, store: RunStore, seed: int) -> tuple[RunRecord, PredictionRecord] | None:
-    """Post-hoc late fusion: mean of the seed's unimodal models' probabilities.
+    """Post-hoc late fusion: the mean of the seed's unimodal models' logits (log-probabilities,
+    then softmax; ``references.late_average``), as the classical ``ref_late_avg`` does.
 
     No extra training; its parameter count and train seconds are the models' sums. Returns
     ``None`` unless a plainly trained unimodal run of every modality is stored for this seed.
@@ -223,53 +255,34 @@ def late_ensemble(prep: Prepared, cfg: Config, store: RunStore, seed: int) -> tu
     comps = [recs[m] for m in prep.modalities]
     key = f"late_ensemble|seed={seed}|cfg={fp}"
     n_cls = len(prep.classes)
-    probas = {s: np.mean([preds[r.run_key].proba(s, n_cls) for r in comps], axis=0) for s in ("val", "test")}
+    probas = {s: late_average([preds[r.run_key].proba(s, n_cls) for r in comps]) for s in ("val", "test")}
     rec = make_record(cfg, key, "late_ensemble", "ensemble", prep.modalities, "late_ensemble", "part2", seed, probas,
                       prep.splits, params={"total": sum(r.params["total"] for r in comps)},
                       train_seconds=sum(r.train_seconds for r in comps), components=[r.run_key for r in comps])
     return rec, PredictionRecord.of(key, probas)
 
 
-def _tabular_matrix(split: SplitData) -> np.ndarray:
-    return np.column_stack([split.cat, split.num]).astype(np.float64)
-
-
 def reference_runs(prep: Prepared, cfg: Config, skip: set[str] = frozenset()) -> list[tuple[RunRecord, PredictionRecord]]:
-    """Classical references on the same split: TF-IDF + logistic regression (C picked on val
-    from {0.5, 2, 8}) on the text pipeline's matrix, and HistGradientBoosting on the tabular
-    codes (categorical columns with <= 255 codes declared categorical)."""
-    tr, sp = prep.splits["train"], prep.splits
+    """Classical references on the same split (``references.py``): the unimodal ones and the
+    classical early, late and stacked fusions the data's modalities allow; each one record."""
+    names = [n for n in REFERENCES if f"{n}|seed=0|cfg={cfg.fingerprint()}" not in skip]
+    with threadpool_limits(cfg.train.threads):  # HistGradientBoosting's OpenMP would take every core
+        refs = fit_references(prep, names, seed=0) if names else []
     out = []
-    ref_key = lambda name: f"{name}|seed=0|cfg={cfg.fingerprint()}"  # noqa: E731
-    stored = lambda name: ref_key(name) in skip  # noqa: E731
-    if "text" in prep.modalities and not stored("ref_tfidf_logreg"):
-        t0 = time.perf_counter()
-        fits = [LogisticRegression(C=c, max_iter=3000).fit(tr.text, tr.y) for c in (0.5, 2.0, 8.0)]
-        best = max(fits, key=lambda m: classification_metrics(sp["val"].y, m.predict_proba(sp["val"].text))["roc_auc"])
-        out.append(("ref_tfidf_logreg", ["text"], best, lambda s: s.text, time.perf_counter() - t0, {"C": best.C}))
-    if "tabular" in prep.modalities and not stored("ref_hist_gbdt"):
-        t0 = time.perf_counter()
-        card = prep.tabular.cardinalities_
-        mask = [c <= 255 for c in card] + [False] * tr.num.shape[1]
-        hgb = HistGradientBoostingClassifier(categorical_features=mask, random_state=0)
-        hgb.fit(_tabular_matrix(tr), tr.y)
-        out.append(("ref_hist_gbdt", ["tabular"], hgb, _tabular_matrix, time.perf_counter() - t0, {}))
-    results = []
-    for name, mods, est, feats, secs, extra in out:
-        key = ref_key(name)
-        probas = {s: est.predict_proba(feats(sp[s])) for s in ("val", "test")}
-        # trees have nodes, not parameters: NaN keeps them out of parameter comparisons
-        params = {"total": int(est.coef_.size + est.intercept_.size) if hasattr(est, "coef_") else float("nan")}
-        rec = make_record(cfg, key, name, "reference", mods, "none", "reference", 0, probas, sp, params=params,
-                          train_seconds=secs, estimator=extra)
-        results.append((rec, PredictionRecord.of(key, probas)))
-    return results
+    for ref in refs:
+        key = f"{ref.name}|seed=0|cfg={cfg.fingerprint()}"
+        rec = make_record(cfg, key, ref.name, "reference", ref.modalities, ref.fusion, "reference", 0, ref.proba,
+                          prep.splits, params={"total": ref.params}, train_seconds=ref.seconds,
+                          estimator=ref.estimator)
+        out.append((rec, PredictionRecord.of(key, ref.proba)))
+    return out
 
 
 def write_split(prep: Prepared, folder: Path) -> None:
     """Save the split's row ids, val/test labels, the missing-text mask and data statistics."""
     sp = prep.splits
-    obj = {"classes": [str(c) for c in prep.classes], "modalities": list(prep.modalities), "stats": prep.stats,
+    stats = {**prep.stats, "column_auc": single_column_auc(prep)}
+    obj = {"classes": [str(c) for c in prep.classes], "modalities": list(prep.modalities), "stats": stats,
            **{f"{k}_ids": v.row_ids.tolist() for k, v in sp.items()},
            **{f"y_{k}": sp[k].y.tolist() for k in ("val", "test")},
            "text_missing_test": sp["test"].text_missing.astype(int).tolist()}
@@ -295,14 +308,14 @@ def _init_worker(prep: Prepared, cfg: Config, suite: list, threads: int, git: st
 def _worker_run(spec: RunSpec):
     t0 = time.perf_counter()
     prep, cfg = _WORKER["prep"], _WORKER["cfg"]
-    w = spec.training.weaken
-    if w:  # every model and seed of a Part 5 point sees the same weakened data: build it once
+    w, weak = spec.training.weaken, None
+    if w:  # the models of one seed at a Part 5 point see the same weakened data: build it once
         cache = _WORKER.setdefault("weakened", {})
-        if w not in cache:
+        if (w, spec.seed) not in cache:
             cache.clear()  # runs arrive grouped by point; keep one weakened copy in memory
-            cache[w] = weakened(prep, w, cfg.split.seed)
-        prep = cache[w]
-    out = train_run(spec, prep, cfg, _WORKER["suite"])
+            cache[(w, spec.seed)] = weakened(prep, w, spec.seed)
+        weak = cache[(w, spec.seed)]
+    out = train_run(spec, prep, cfg, _WORKER["suite"], weak=weak)
     return spec, out, time.perf_counter() - t0
 
 
