@@ -49,7 +49,12 @@ def model_parts(name: str, available: tuple[str, ...] = MODALITIES) -> tuple[tup
 @dataclass
 class DatasetConfig:
     """Which columns form each modality. ``source`` is ``"bundled:womens_clothing"`` or a path
-    to a CSV/Parquet file (relative paths are resolved against the config file's folder)."""
+    to a CSV/Parquet file (relative paths are resolved against the config file's folder).
+
+    ``encoding`` and ``delimiter`` apply to CSV/TSV files only. ``encoding = ""`` reads UTF-8 (a
+    byte-order mark is skipped) and on a decoding error names the file and asks for this key
+    (e.g. ``"latin-1"``, ``"cp1252"``); nothing is guessed. ``delimiter = ""`` uses a tab for
+    ``.tsv`` and sniffs ``.csv`` files (see ``data.sniff_delimiter``); a TOML ``"\\t"`` is a tab."""
 
     name: str = "clothing"
     source: str = "bundled:womens_clothing"
@@ -60,6 +65,8 @@ class DatasetConfig:
         "Rating", "Age", "Positive Feedback Count"])
     label: str = "Recommended IND"
     subsample: int = 0  # > 0: use a random subset of this many rows (smoke tests, quick looks)
+    encoding: str = ""  # CSV/TSV text encoding; "" = UTF-8
+    delimiter: str = ""  # CSV/TSV field separator (one character); "" = sniffed
 
 
 @dataclass
