@@ -17,7 +17,8 @@ from records import EvalRecord, RunRecord, StudyResults
 MODEL_ORDER = ["ref_tfidf_logreg", "ref_hist_gbdt", "text_only", "tabular_only", "early_concat",
                "late_logit_avg", "late_ensemble", "gmu", "attention", "late_learned", "tfn", "lmf"]
 PARAM_PARTS = ("enc_text", "enc_tabular", "fusion", "head", "total")
-METRICS = ("roc_auc", "pr_auc", "f1", "accuracy", "log_loss", "ece")
+METRICS = ("roc_auc", "pr_auc", "f1", "f1_val_threshold", "accuracy", "balanced_accuracy", "minority_recall",
+           "log_loss", "ece")
 
 
 def ordered_models(names) -> list[str]:
@@ -56,7 +57,7 @@ def summarize(runs: list[RunRecord]) -> pd.DataFrame:
         row = {"model": model, "part": rs[0].part, "seeds": len(rs)}
         for split in ("val", "test"):
             for metric in METRICS:
-                mean, ci = mean_ci([r.metrics[split][metric] for r in rs])
+                mean, ci = mean_ci([r.metrics[split].get(metric, np.nan) for r in rs])
                 row[f"{split}_{metric}_mean"], row[f"{split}_{metric}_ci95"] = mean, ci
         auc = np.array([r.metrics["test"]["roc_auc"] for r in rs])
         row["test_roc_auc_std"] = float(auc.std(ddof=1)) if len(auc) > 1 else 0.0

@@ -54,7 +54,7 @@ class DatasetConfig:
     ``encoding`` and ``delimiter`` apply to CSV/TSV files only. ``encoding = ""`` reads UTF-8 (a
     byte-order mark is skipped) and on a decoding error names the file and asks for this key
     (e.g. ``"latin-1"``, ``"cp1252"``); nothing is guessed. ``delimiter = ""`` uses a tab for
-    ``.tsv`` and sniffs ``.csv`` files (see ``data.sniff_delimiter``); a TOML ``"\\t"`` is a tab."""
+    ``.tsv`` and sniffs ``.csv`` files (see ``tables.sniff_delimiter``); a TOML ``"\\t"`` is a tab."""
 
     name: str = "clothing"
     source: str = "bundled:womens_clothing"
@@ -201,6 +201,8 @@ class Config:
         (not the seed lists or the report's rules)."""
         d = self.to_dict()
         d["protocol"] = {"version": PROTOCOL_VERSION, "marginal_k": self.study.marginal_k}
+        for how_to_read in ("encoding", "delimiter"):  # read options: the same table either way
+            d["dataset"].pop(how_to_read)
         d.pop("study")
         d.pop("report")
         d.pop("base_dir")

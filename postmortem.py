@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import (CLEAN_LEVEL, decision_points, dominance, eval_frame, fusion_gains, plain, scaling_slopes,
+from analysis import (decision_points, dominance, eval_frame, fusion_gains, plain, scaling_slopes,
                       summarize, unimodal, best_unimodal)
 from figures import figure_forest
 from records import StudyResults, load_study

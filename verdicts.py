@@ -116,13 +116,12 @@ def difference(res: StudyResults, a: tuple, b: tuple, margin: float) -> dict:
     return {**out, "verdict": rule(out["lo"], out["hi"], margin)}
 
 
-def model_intervals(res: StudyResults, models: list[str]) -> pd.DataFrame:
-    """Per model (not weakened): test ROC-AUC seed mean and its two-level 95% interval."""
-    rows = []
-    for m in models:
-        c = combine(res, [(1.0, term(res, m))])
-        rows.append({"model": m, "test_roc_auc_lo": c["lo"], "test_roc_auc_hi": c["hi"]})
-    return pd.DataFrame(rows)
+def with_intervals(res: StudyResults, s: pd.DataFrame) -> pd.DataFrame:
+    """The summary with ``test_roc_auc_lo`` / ``test_roc_auc_hi``: the two-level 95% interval of
+    each (not weakened) model's seed-mean test ROC-AUC (seeds and test rows; rows only for a
+    one-seed reference)."""
+    cs = [combine(res, [(1.0, term(res, m))]) for m in s.model]
+    return s.assign(test_roc_auc_lo=[c["lo"] for c in cs], test_roc_auc_hi=[c["hi"] for c in cs])
 
 
 def shapley_intervals(res: StudyResults, model: str, weaken: str = "") -> dict[str, dict]:

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from config import SplitConfig, TabularConfig
-from data import (TabularPipeline, check_label, load_frame, make_split, min_class_rows, prepare, sniff_delimiter,
-                  to_inputs, validate_frame)
+from data import TabularPipeline, make_split, min_class_rows, prepare, to_inputs
+from tables import check_label, load_frame, sniff_delimiter, validate_frame
 from tests.conftest import synthetic_config, synthetic_frame
 
 

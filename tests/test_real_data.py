@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from config import CONFIG_DIR, load_config
-from data import PARQUET_SHA256, fetch_womens_clothing, load_frame
+from tables import PARQUET_SHA256, fetch_womens_clothing, load_frame
 
 pytestmark = pytest.mark.slow
 
