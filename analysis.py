@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from metrics import bootstrap_counts, curve_roughness, mean_ci, paired_bootstrap_auc, seed_mean_auc
+from metrics import (bootstrap_counts, curve_roughness, mean_ci, paired_bootstrap_auc, perceptual_score,
+                     rms_grad_ratio, seed_mean_auc)
 from records import EvalRecord, RunRecord, StudyResults
 
 # presentation order of the built-in models; other names follow alphabetically
@@ -206,8 +207,9 @@ def shapley_two_player(v_full: float, v_text: float, v_tab: float, v_empty: floa
 
 def dominance(ev: pd.DataFrame) -> pd.DataFrame:
     """Per fused model and seed on the test split: clean ROC-AUC, ROC-AUC with each modality
-    removed, the two Shapley values and the text share, and the permutation score of each
-    modality (clean minus the mean ROC-AUC over shuffles)."""
+    removed (marginalised), the two Shapley values and the text share, and the perceptual score
+    of each modality (Gat et al., 2021: the relative drop when the modality is permuted across
+    rows, ``metrics.perceptual_score``; NaN without shuffles)."""
     t = ev[ev.subset == "test"]
     rows = []
     for (model, seed, weaken), g in t.groupby(["model", "seed", "weaken"], sort=False):
@@ -222,17 +224,26 @@ def dominance(ev: pd.DataFrame) -> pd.DataFrame:
                      "weaken": weaken, "clean": clean, "no_text": float(rm_text.iloc[0]),
                      "no_tabular": float(rm_tab.iloc[0]), "phi_text": phi["text"], "phi_tabular": phi["tabular"],
                      "share_text": phi["text"] / total if total > 0 else float("nan"),
-                     "perm_text": clean - float(get("shuffle", "text").mean()),
-                     "perm_tabular": clean - float(get("shuffle", "tabular").mean())})
+                     **{f"perm_{m}": perceptual_score(clean, list(get("shuffle", m))) if len(get("shuffle", m))
+                        else float("nan") for m in ("text", "tabular")}})
     return pd.DataFrame(rows)
 
 
-def grad_ratio(runs: list[RunRecord], model: str) -> float:
-    """Mean over seeds and epochs of ||grad text encoder|| / ||grad tabular encoder||."""
-    vals = [np.mean(np.array(r.curves["grad_norm_text"]) / np.maximum(np.array(r.curves["grad_norm_tabular"]), 1e-12))
-            for r in plain(runs) if r.model == model and (r.curves or {}).get("grad_norm_text")
-            and r.curves.get("grad_norm_tabular")]
-    return float(np.mean(vals)) if vals else float("nan")
+def grad_rms_ratios(runs: list[RunRecord], model: str) -> list[float]:
+    """Per seed: the text-to-tabular ratio of per-parameter RMS gradients (each encoder's mean
+    per-step L2 gradient norm / sqrt(its parameter count); ``metrics.rms_grad_ratio``), averaged
+    over the epochs up to the best one (the weights early stopping kept). Raw L2 norms would
+    favour the encoder with more parameters."""
+    out = []
+    for r in plain(runs):
+        c = r.curves or {}
+        if r.model != model or not c.get("grad_norm_text") or not c.get("grad_norm_tabular"):
+            continue
+        b = r.best_epoch or len(c["grad_norm_text"])
+        ratio = rms_grad_ratio(np.array(c["grad_norm_text"][:b]), np.array(c["grad_norm_tabular"][:b]),
+                               r.params["enc_text"], r.params["enc_tabular"])
+        out.append(float(np.mean(ratio)))
+    return out
 
 
 def robustness_curves(ev: pd.DataFrame) -> pd.DataFrame:

@@ -1,212 +1,231 @@
-"""The postmortem: six questions answered from the stored results of the main and contrast studies.
+"""The postmortem: six questions answered from the stored results of every study.
 
-Numbers come from ``analysis.py``; the page layout and fixed prose from ``templates/postmortem.md``.
+Numbers and verdicts come from ``analysis.py`` and ``verdicts.py``; the prose is in
+``templates/postmortem.md.j2`` and every data-dependent sentence there is conditional on a
+computed value here.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from analysis import (decision_points, dominance, eval_frame, fusion_gains, plain, scaling_slopes,
-                      summarize, unimodal, best_unimodal)
+from analysis import CLEAN_LEVEL, eval_frame, imbalance_points, scaling_slopes, unimodal, unimodal_name
 from figures import figure_forest
+from formats import ci_cell, fmt_d, fmt_iv, fmt_int, md_table
 from records import StudyResults, load_study
-from render import TEMPLATES, ci_cell as _ci_cell, fmt_ci, md_table, _int
+from render import environment, rules, summary_of
+from verdicts import (HELPS, HURTS, baselines, difference, gains_table, predicted_gain, situation, subset_interval,
+                      value)
 
 
-def _meaningful(lo: float, gain: float, hi: float = 1.0) -> str:
-    """Plain-words verdict on a paired-bootstrap gain: meaningful means CI above 0 and >= 0.005."""
-    if hi < 0:
-        return "no: fusion is worse (CI below 0)"
-    if lo > 0 and gain >= 0.005:
-        return "yes: CI above 0 and gain ≥ 0.005"
-    if lo > 0:
-        return "small: CI above 0 but gain < 0.005"
-    return "no: CI includes 0"
+def _study_facts(res: StudyResults, s: pd.DataFrame, margin: float) -> dict:
+    """Headline and Q1 facts of one study: best model, early fusion vs the best unimodal model,
+    the best classical fusion vs early fusion, who helps."""
+    ds = res.config["dataset"]
+    about = f"text: {', '.join(ds['text']) or 'none'}; tabular: {', '.join(ds['categorical'] + ds['numeric']) or 'none'}"
+    base, g = baselines(s), gains_table(res, s, margin)
+    out = {"name": res.name, "about": about, "best": s.sort_values("test_roc_auc_mean", ascending=False).iloc[0],
+           "fusion": None, "classical": None, "gains": g, "neural_help": [], "classical_help": [],
+           "beat_classical": [], "classical_wins": False, "best_fused": None}
+    if "early_concat" in set(s.model) and base["unimodal"]:
+        out["fusion"] = {"vs": base["unimodal"], "d": difference(res, ("early_concat", "test", ""),
+                                                                  (base["unimodal"], "test", ""), margin)}
+    if base["classical"] and "early_concat" in set(s.model):
+        out["classical"] = {"name": base["classical"], "d": difference(res, (base["classical"], "test", ""),
+                                                                        ("early_concat", "test", ""), margin)}
+    if not g.empty:
+        neural = g[g.kind != "reference"]
+        out.update(neural_help=list(neural[neural.unimodal_verdict == HELPS].model),
+                   classical_help=list(g[(g.kind == "reference") & (g.unimodal_verdict == HELPS)].model),
+                   beat_classical=list(neural[neural.classical_verdict == HELPS].model))
+        fused = s[s.model.isin(g.model)].sort_values("test_roc_auc_mean", ascending=False)
+        out["best_fused"] = fused.model.iloc[0]
+        out["classical_wins"] = fused.kind.iloc[0] == "reference"
+    return out
 
 
-def _q1(studies: list[tuple[StudyResults, pd.DataFrame]], n_boot: int) -> tuple[str, str]:
-    rows, text = [], []
-    for res, s in studies:
-        g = fusion_gains(res, s, n_boot)
-        if g.empty:
-            continue
-        g = g.set_index("model")
-        ref = best_unimodal(s)
-        r_ref = s[s.model == ref].iloc[0]
-        for m in g.index:
-            r = s[s.model == m].iloc[0]
-            rows.append({"study": res.name, "fused model": m, "test ROC-AUC": fmt_ci(r.test_roc_auc_mean, r.test_roc_auc_ci95),
-                         "best unimodal (by val)": f"{ref} {fmt_ci(r_ref.test_roc_auc_mean, r_ref.test_roc_auc_ci95)}",
-                         "Δ [95% paired bootstrap CI]": f"{g.loc[m, 'gain']:+.4f} [{g.loc[m, 'lo']:+.4f}, {g.loc[m, 'hi']:+.4f}]",
-                         "meaningful?": _meaningful(g.loc[m, "lo"], g.loc[m, "gain"], g.loc[m, "hi"])})
-        e = g.loc["early_concat"] if "early_concat" in g.index else g.iloc[0]
-        best = g.sort_values("gain", ascending=False).iloc[0]
-        text.append(f"- **{res.name}**: the best unimodal model (picked on validation) is `{ref}` "
-                    f"({fmt_ci(r_ref.test_roc_auc_mean, r_ref.test_roc_auc_ci95)}). Early fusion changes test ROC-AUC by "
-                    f"{e.gain:+.4f} [{e.lo:+.4f}, {e.hi:+.4f}] — {_meaningful(e.lo, e.gain, e.hi)}. The largest gain is "
-                    f"`{best.name}` with {best.gain:+.4f} [{best.lo:+.4f}, {best.hi:+.4f}].")
-    return "\n".join(text), md_table(pd.DataFrame(rows))
-
-
-def _q2(main: StudyResults, s: pd.DataFrame, n_boot: int) -> tuple[str, str]:
-    fused = s[s.kind.isin(["fusion", "ensemble"])].sort_values("test_roc_auc_mean", ascending=False)
-    g = fusion_gains(main, s, n_boot, ref="early_concat", models=list(fused.model))
-    g = g.set_index("model") if not g.empty else pd.DataFrame(columns=["gain", "lo", "hi"])
+def _q1_table(facts: list[dict], summaries: list[pd.DataFrame]) -> str:
     rows = []
-    for rank, r in enumerate(fused.itertuples(), 1):
-        d = "(reference)" if r.model == "early_concat" else (
-            f"{g.loc[r.model, 'gain']:+.4f} [{g.loc[r.model, 'lo']:+.4f}, {g.loc[r.model, 'hi']:+.4f}]" if r.model in g.index else "—")
-        rows.append({"rank": str(rank), "model": r.model, "test ROC-AUC": fmt_ci(r.test_roc_auc_mean, r.test_roc_auc_ci95),
-                     "Δ vs early_concat": d, "fusion params": _int(r.params_fusion), "total params": _int(r.params_total),
-                     "seed std": f"{r.test_roc_auc_std:.4f}", "train s": f"{r.train_seconds_mean:.1f}"})
-    top = fused.iloc[0]
-    above = [m for m in g.index if g.loc[m, "lo"] > 0]
-    below = [m for m in g.index if g.loc[m, "hi"] < 0]
-    ans = (f"`{top.model}` has the highest mean ({fmt_ci(top.test_roc_auc_mean, top.test_roc_auc_ci95)}). "
-           f"Against `early_concat`, the paired bootstrap puts {', '.join(f'`{m}`' for m in above) or 'no model'} clearly above and "
-           f"{', '.join(f'`{m}`' for m in below) or 'no model'} clearly below; the rest are ties. "
-           "The gated, attention and bilinear variants cost more fusion parameters without a measurable gain over "
-           "concatenation on this task." if not above else
-           f"`{top.model}` has the highest mean; {', '.join(above)} beat `early_concat` with a CI above 0.")
-    return ans, md_table(pd.DataFrame(rows))
+    for f, s in zip(facts, summaries):
+        for r in f["gains"].itertuples():
+            row = s[s.model == r.model].iloc[0]
+            rows.append({"study": f["name"], "fused model": r.model, "kind": r.kind,
+                         "test ROC-AUC [95%]": fmt_iv(row.test_roc_auc_mean, row.test_roc_auc_lo, row.test_roc_auc_hi),
+                         "Δ vs best unimodal": f"{fmt_iv(r.unimodal_diff, r.unimodal_lo, r.unimodal_hi, True)} ({r.vs_unimodal})",
+                         "verdict": r.unimodal_verdict,
+                         "Δ vs best classical fusion": f"{fmt_iv(r.classical_diff, r.classical_lo, r.classical_hi, True)} "
+                                                       f"({r.vs_classical})" if r.vs_classical else "n/a",
+                         "verdict ": r.classical_verdict or "(itself)"})
+    return md_table(pd.DataFrame(rows)) if rows else "No fused model in any study."
 
 
-def _q3(main: StudyResults, s: pd.DataFrame) -> tuple[str, str]:
-    ev = eval_frame(main.evals, main.runs)
-    ev = ev[ev.weaken == ""]
-    dom = dominance(ev)
-    uni = {m: s[s.model == m].test_roc_auc_mean.iloc[0] for m in unimodal(s).model}
-    t = ev[ev.subset == "test"]
-    miss = ev[ev.subset == "text_missing"]
-    models = [m for m in _q3_models(s) if m in set(dom.model)]
-    rows = []
-    for m in models:
-        d = dom[dom.model == m]
-        q = lambda mod: t[(t.model == m) & (t.perturbation == "drop") & (t.modality == mod) & (t.severity == 0.5)].roc_auc  # noqa: E731
-        rows.append({"model": m, "clean": _ci_cell(d.clean), "text removed": _ci_cell(d.no_text),
-                     "tabular removed": _ci_cell(d.no_tabular), "text dropped for 50% of rows": _ci_cell(q("text")),
-                     "tabular dropped for 50% of rows": _ci_cell(q("tabular")),
-                     f"rows with no text (n={int(miss.n.iloc[0]) if len(miss) else 0})": _ci_cell(miss[miss.model == m].roc_auc)})
-    e, md = dom[dom.model == "early_concat"], dom[dom.model == "early_concat_moddrop"]
-    ans = (f"Removing text from `early_concat` leaves {e.no_text.mean():.4f} test ROC-AUC against {uni['tabular_only']:.4f} for "
-           f"`tabular_only`, a model that never had text ({e.no_text.mean() - uni['tabular_only']:+.4f}); removing the tabular "
-           f"side leaves {e.no_tabular.mean():.4f} against {uni['text_only']:.4f} for `text_only` "
-           f"({e.no_tabular.mean() - uni['text_only']:+.4f}). ")
-    if not md.empty:
-        ans += (f"Trained with modality dropout (p = {main.config['study']['moddrop_p']}), the same architecture "
-                f"keeps {md.no_text.mean():.4f} without text and {md.no_tabular.mean():.4f} without tabular data "
-                f"(clean {md.clean.mean():.4f} vs {e.clean.mean():.4f} without ModDrop). ")
-    ans += "Per-sample drops and the rows whose text is naturally missing are in the table; curves are in experiments.md."
-    return ans, md_table(pd.DataFrame(rows))
+def _costs(s: pd.DataFrame, vs: str | None) -> dict | None:
+    if vs is None or "early_concat" not in set(s.model):
+        return None
+    u, f = s[s.model == vs].iloc[0], s[s.model == "early_concat"].iloc[0]
+    return {"vs": vs, "ece_uni": u.test_ece_mean, "ece_fused": f.test_ece_mean, "rec_uni": u.test_minority_recall_mean,
+            "rec_fused": f.test_minority_recall_mean, "bal_uni": u.test_balanced_accuracy_mean,
+            "bal_fused": f.test_balanced_accuracy_mean, "params_uni": u.params_total, "params_fused": int(f.params_total),
+            "secs_uni": u.train_seconds_mean, "secs_fused": f.train_seconds_mean}
 
 
-def _q4(s: pd.DataFrame) -> tuple[str, str]:
+def _q2(res: StudyResults, s: pd.DataFrame, margin: float) -> tuple[str, dict]:
+    fused = s[s.modalities.str.contains(r"\+", regex=True)].sort_values("test_roc_auc_mean", ascending=False)
+    rows, verdicts = [], {}
+    for r in fused.itertuples():
+        d = None if r.model == "early_concat" or "early_concat" not in set(s.model) else \
+            difference(res, (r.model, "test", ""), ("early_concat", "test", ""), margin)
+        verdicts[r.model] = d["verdict"] if d else ""
+        rows.append({"model": r.model, "kind": r.kind, "test ROC-AUC [95%]": fmt_iv(r.test_roc_auc_mean, r.test_roc_auc_lo,
+                                                                                      r.test_roc_auc_hi),
+                     "Δ vs early_concat [95%]": fmt_d(d) if d else "(reference)", "verdict": d["verdict"] if d else "—",
+                     "total params": fmt_int(r.params_total), "seed std": "n/a" if r.seeds < 2 else f"{r.test_roc_auc_std:.4f}",
+                     "train s": f"{r.train_seconds_mean:.1f}"})
+    top = fused.iloc[0] if len(fused) else None
+    return md_table(pd.DataFrame(rows)), {"top": top.model if top is not None else "none",
+                                          "top_kind": top.kind if top is not None else "",
+                                          "helps": [m for m, v in verdicts.items() if v == HELPS],
+                                          "hurts": [m for m, v in verdicts.items() if v == HURTS]}
+
+
+def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
+    fused = list(s[s.kind == "fusion"].model)
+    if "early_concat" not in fused or not unimodal_name(s, "text") or not unimodal_name(s, "tabular"):
+        return None
+    ev = eval_frame(res.evals, res.runs)
+    ev = ev[(ev.weaken == "") & (ev.subset == "test")]
+    miss = lambda m, mod: ci_cell(ev[(ev.model == m) & (ev.perturbation == "missing") & (ev.modality == mod)].roc_auc)  # noqa: E731
+    rows_missing = np.flatnonzero(np.asarray(res.split.get("text_missing_test", [])))
+    rows = [{"model": m, "clean": fmt_d(value(res, m), False), "text removed": fmt_d(value(res, m, "remove:text"), False),
+             "text missing": miss(m, "text"), "tabular removed": fmt_d(value(res, m, "remove:tabular"), False),
+             "tabular missing": miss(m, "tabular"),
+             "rows without text": fmt_d(subset_interval(res, m, rows_missing), False) if len(rows_missing) else "n/a"}
+            for m in fused]
+    ut, ub = unimodal_name(s, "text"), unimodal_name(s, "tabular")
+    removed = np.stack([res.preds[r.run_key].proba("remove:tabular", 2)[:, 1] for r in res.runs
+                        if r.model == "early_concat" and r.training.regime == "plain"])
+    pos_rate = float(np.mean(np.asarray(res.split["y_test"]) == 1))
+    majority = float(np.mean((removed >= 0.5) == (pos_rate >= 0.5)))
+    acc = float(ev[(ev.model == "early_concat") & (ev.perturbation == "remove") & (ev.modality == "tabular")].accuracy.mean())
+    out = {"table": md_table(pd.DataFrame(rows)), "n_missing": len(rows_missing), "uni_tab": ub, "uni_text": ut,
+           "no_text": value(res, "early_concat", "remove:text"), "no_tab": value(res, "early_concat", "remove:tabular"),
+           "vs_tab": difference(res, ("early_concat", "remove:text", ""), (ub, "test", ""), margin),
+           "vs_text": difference(res, ("early_concat", "remove:tabular", ""), (ut, "test", ""), margin),
+           "majority": majority if majority >= 0.98 else None, "acc": acc, "pos_rate": pos_rate,
+           "moddrop": None, "moddrop_p": res.config["study"]["moddrop_p"]}
+    md = s[(s.regime == "moddrop") & (s.fusion == "early_concat")].model
+    if len(md):
+        m = md.iloc[0]
+        out["moddrop"] = {"model": m, "clean": value(res, m), "no_text": value(res, m, "remove:text"),
+                          "no_tab": value(res, m, "remove:tabular"),
+                          "vs": difference(res, (m, "remove:tabular", ""), ("early_concat", "remove:tabular", ""), margin)}
+    return out
+
+
+def _q4(res: StudyResults, s: pd.DataFrame) -> tuple[str, dict]:
     s = s[s.kind.isin(["unimodal", "fusion"])]
     uni, fused = s[s.kind == "unimodal"], s[s.kind == "fusion"]
     rows = [{"group": name, "models": str(len(g)), "mean seed std": f"{g.test_roc_auc_std.mean():.4f}",
              "max seed range": f"{g.test_roc_auc_range.max():.4f}", "diverged runs": str(int(g.diverged.sum())),
              "mean val-loss roughness": f"{g.val_loss_roughness_mean.mean():.4f}",
              "mean epochs to best": f"{g.epochs_to_best_mean.mean():.2f}",
-             "mean train-val gap": f"{g.train_val_gap_mean.mean():.4f}"} for name, g in (("unimodal", uni), ("fused", fused))]
-    worst = fused.sort_values("test_roc_auc_std", ascending=False).iloc[0]
-    ans = (f"Seed-to-seed std of test ROC-AUC averages {uni.test_roc_auc_std.mean():.4f} for the unimodal models and "
-           f"{fused.test_roc_auc_std.mean():.4f} for the fused ones (least stable: `{worst.model}`, std {worst.test_roc_auc_std:.4f}); "
-           f"{int(s.diverged.sum())} of {int(s.seeds.sum())} runs diverged. The text encoder dominates the dynamics: every "
-           f"text-bearing model reaches its best validation loss after {fused.epochs_to_best_mean.mean():.1f} epochs on average and "
-           "then overfits, which early stopping absorbs.")
-    return ans, md_table(pd.DataFrame(rows))
+             "mean train-val gap": f"{g.train_val_gap_mean.mean():.4f}"} for name, g in (("unimodal", uni), ("fused", fused))
+            if len(g)]
+    text_models = set(s[s.modalities.str.contains("text")].model)
+    text_runs = [r for r in res.runs if r.model in text_models and r.training.regime != "weakened" and r.best_epoch]
+    worst = fused.sort_values("test_roc_auc_std", ascending=False).iloc[0] if len(fused) else uni.iloc[0]
+    return md_table(pd.DataFrame(rows)), {
+        "uni_std": uni.test_roc_auc_std.mean(), "fused_std": fused.test_roc_auc_std.mean() if len(fused) else float("nan"),
+        "worst": worst.model, "worst_std": worst.test_roc_auc_std, "diverged": int(s.diverged.sum()), "runs": int(s.seeds.sum()),
+        "text_epochs": float(np.mean([r.best_epoch for r in text_runs])) if text_runs else float("nan"),
+        "tab_epochs": float(unimodal(s, "tabular").epochs_to_best_mean.mean()),
+        "text_overfits": bool(text_runs) and np.mean([r.best_epoch < r.epochs_run for r in text_runs]) >= 0.5}
 
 
-def _q5(main: StudyResults) -> str:
-    if not main.scaling:
-        return "No parameter-scaling table was stored."
-    rows = main.scaling
-    wide, slopes = scaling_slopes(rows)
+def _q5(res: StudyResults, s: pd.DataFrame) -> dict | None:
+    if not res.scaling:
+        return None
+    wide, slopes = scaling_slopes(res.scaling)
     dmax = int(wide.index.max())
-    lin = ", ".join(f"`{f}` {v:.2f}" for f, v in slopes.items() if f != "tfn")
-    return (f"Fitted log-log slopes of fusion-layer parameters against the representation size d "
-            f"({int(wide.index.min())}–{dmax}, hidden size fixed): {lin}; `tfn` {slopes['tfn']:.2f}. Everything but TFN "
-            f"grows linearly; TFN's outer product grows quadratically: at d = {dmax} it needs {int(wide.loc[dmax, 'tfn']):,} "
-            f"parameters against {int(wide.loc[dmax, 'lmf']):,} for LMF (rank "
-            f"{main.config['model']['lmf_rank']}) and {int(wide.loc[dmax, 'early_concat']):,} for concatenation. "
-            f"In the trained models the fusion layer is a small part of the total (the text embedding table dominates), so "
-            f"fusion choice barely moves the total parameter count at the default sizes.")
+    trained = s[s.kind == "fusion"]
+    return {"slopes": slopes, "dmin": int(wide.index.min()), "dmax": dmax,
+            "linear": [f for f, v in slopes.items() if v < 1.5], "superlinear": [f for f, v in slopes.items() if v >= 1.5],
+            "at_max": {f: int(wide.loc[dmax, f]) for f in wide.columns},
+            "fusion_share_max": float((trained.params_fusion / trained.params_total).max()) if len(trained) else float("nan"),
+            "text_share": float((trained.params_enc_text / trained.params_total).mean()) if len(trained) else float("nan")}
 
 
-def _q6(main: StudyResults, s: pd.DataFrame, others: list) -> tuple[str, str]:
-    p = decision_points(main, s, others)
-    table = md_table(pd.DataFrame([{"situation": r.situation, "weaker modality": r["weaker modality"],
-                                    "its unimodal ROC-AUC": f"{r['weaker unimodal']:.4f}",
-                                    "stronger unimodal": f"{r['stronger unimodal']:.4f}",
-                                    "weaker's Shapley share in early_concat": f"{r['weaker share']:.3f}",
-                                    "early_concat": f"{r.early_concat:.4f}", "gain": f"{r.gain:+.4f}",
-                                    "helped (> +0.005)?": "yes" if r.gain > 0.005 else "no"} for _, r in p.iterrows()]))
-    helped, failed = p[p.gain > 0.005], p[p.gain <= 0.005]
-    if helped.empty or failed.empty:
-        verdict = "helped" if failed.empty else "did not help"
-        return f"Early fusion {verdict} in every one of the {len(p)} measured situations.", table
-    share_min, auc_min = helped["weaker share"].min(), helped["weaker unimodal"].min()
-    low = failed[failed["weaker share"] < share_min]
-    rest = failed[failed["weaker share"] >= share_min]
-    # a Part 5 situation names the modality that was weakened; "strong starved" = it was the stronger one
-    starved = rest[(rest.weakened != "") & (rest.weakened != rest["weaker modality"])]
-    names = lambda d: ", ".join(f"*{x}*" for x in d.situation)  # noqa: E731
-    lines = [f"Early fusion beat the stronger unimodal model by more than 0.005 ROC-AUC in {len(helped)} of {len(p)} "
-             f"measured situations (table below). In every success the weaker modality alone reached ROC-AUC ≥ "
-             f"{auc_min:.3f} and held a Shapley share ≥ {share_min:.2f} of the fused model's ROC-AUC above chance."]
-    if len(low):
-        lines.append(f"{len(low)} of the {len(failed)} failures had a weaker-modality share below that "
-                     f"({names(low)}): the second modality carried too little the first did not already have.")
-    if len(rest):
-        lines.append(f"The other {len(rest)} ({names(rest)}) kept enough share but still lost to the stronger unimodal "
-                     f"model; in {len(starved)} of them the modality weakened at training time was the stronger one, "
-                     "so the fused model under-learned the modality it most needed while the unimodal model, trained "
-                     "on that modality alone, did not.")
-    lines.append(f"Rule of thumb from these data: **fuse when the weaker modality reaches about {auc_min:.2f} ROC-AUC on "
-                 f"its own and keeps a Shapley share of about {share_min:.2f} or more in a quickly trained fused model, "
-                 "and both modalities are present in most training rows**; otherwise ship the stronger unimodal model. "
-                 "Confirm the gain with a paired bootstrap: on this test set a gain below ~0.005 ROC-AUC is noise. "
-                 "Cost side: a post-hoc `late_ensemble` of two unimodal models is the cheapest check; the fused model "
-                 "itself trains as fast as the text model alone here, because the text encoder dominates time and "
-                 "parameters.")
-    return " ".join(lines), table
-
-
-def _q3_models(s: pd.DataFrame) -> list[str]:
-    """Unimodal models, the Part 2 fusions and every fusion with a ModDrop twin (twin right after)."""
-    twins = s[s.regime == "moddrop"]
-    base = s[(s.regime == "plain") & (s.kind == "fusion") & ((s.part == "part2") | s.fusion.isin(twins.fusion))]
-    out = list(unimodal(s).model)
-    for r in base.itertuples():
-        out += [r.model] + list(twins[twins.fusion == r.fusion].model)
+def _situations(res: StudyResults, s: pd.DataFrame) -> list[tuple[str, dict, str, tuple | None]]:
+    """(name, unimodal units, weakening tag, seeds) of every measured situation with early fusion."""
+    ut, ub = unimodal_name(s, "text"), unimodal_name(s, "tabular")
+    if not (ut and ub and "early_concat" in set(s.model)):
+        return []
+    out = [(f"{res.name} (clean)", {"text": (ut, ""), "tabular": (ub, "")}, "", None)]
+    pts = imbalance_points(res)
+    seeds = tuple(sorted({r.seed for r in res.runs if r.training.regime == "weakened"}))
+    if not pts.empty:
+        for (kind, mod, level), g in pts.groupby(["kind", "modality", "level"], sort=False):
+            if level == str(CLEAN_LEVEL[kind]) or "early_concat" not in set(g.model) or \
+                    not ((g.model_kind == "unimodal") & (g.model_modalities == mod)).any():
+                continue
+            other = "tabular" if mod == "text" else "text"
+            tag = f"{kind}:{mod}:{level}"
+            out.append((f"{res.name}: {kind} {mod} = {level}", {mod: ({"text": ut, "tabular": ub}[mod], tag),
+                                                                 other: ({"text": ut, "tabular": ub}[other], "")}, tag, seeds))
     return out
 
 
-def render_postmortem(main_folder: Path, contrast_folder: Path | None, dest: Path) -> str:
-    """Fill ``templates/postmortem.md`` from the stored results of the main and contrast studies."""
-    main = load_study(main_folder)
-    s = summarize(plain(main.runs))
-    others = []
-    if contrast_folder is not None and (Path(contrast_folder) / "study.json").is_file():
-        con = load_study(contrast_folder)
-        others.append((con, summarize(plain(con.runs))))
-    n_boot = main.config["study"]["bootstrap"]
-    rel = lambda p: os.path.relpath(p, dest.parent)  # noqa: E731
-    summaries = {r.name: sm for r, sm in [(main, s)] + others}
-    forest = figure_forest(summaries, main.folder / "figures" / "forest_roc_auc.png")
-    q1, q1t = _q1([(main, s)] + others, n_boot)
-    q2, q2t = _q2(main, s, n_boot)
-    q3, q3t = _q3(main, s)
-    q4, q4t = _q4(s)
-    q6, q6t = _q6(main, s, others)
-    values = {"main_name": main.name, "contrast_name": others[0][0].name if others else "(not run)",
-              "main_seeds": int(s[s.model == "early_concat"].seeds.iloc[0]), "n_boot": n_boot,
-              "n_test": f"{len(main.split['y_test']):,}", "forest_fig": rel(forest),
-              "q1_answer": q1, "q1_table": q1t, "q2_answer": q2, "q2_table": q2t, "q3_answer": q3, "q3_table": q3t,
-              "q4_answer": q4, "q4_table": q4t, "q5_answer": _q5(main), "q6_answer": q6, "q6_table": q6t,
-              "text_best_epoch": f"{unimodal(s, 'text').epochs_to_best_mean.iloc[0]:.0f}",
-              "imb_seeds": len({r.seed for r in main.runs if r.training.regime == "weakened"})}
-    return (TEMPLATES / "postmortem.md").read_text().format(**values)
+def _q6(studies: list[tuple[StudyResults, pd.DataFrame]], margin: float) -> tuple[str, dict]:
+    rows, hits, pred_help, meas_help = [], 0, 0, 0
+    for res, s in studies:
+        for name, uni, tag, seeds in _situations(res, s):
+            meas = situation(res, "early_concat", uni, tag, margin, seeds)
+            pred = predicted_gain(res, uni, meas["seeds"], margin)
+            hit = (pred["verdict"] == HELPS) == (meas["gain"]["verdict"] == HELPS)
+            hits, pred_help, meas_help = hits + hit, pred_help + (pred["verdict"] == HELPS), meas_help + meas["adapts"]
+            rows.append({"situation": name, "seeds": str(len(meas["seeds"])),
+                         "predicted: logit average − better unimodal (val)": fmt_d(pred), "predicted": pred["verdict"],
+                         "measured: early_concat − stronger unimodal (test)": fmt_d(meas["gain"]),
+                         "measured": meas["gain"]["verdict"], "match": "yes" if hit else "no"})
+    n = len(rows)
+    return md_table(pd.DataFrame(rows)) if rows else "No situation with both unimodal models and early fusion.", {
+        "hits": hits, "n": n, "rate": hits / n if n else float("nan"), "pred_help": pred_help, "meas_help": meas_help}
+
+
+def _contrast_sentence(facts: dict) -> str:
+    f = facts["fusion"]
+    if f is None:
+        return "no early fusion was trained."
+    return (f"early fusion against the best unimodal model `{f['vs']}` is {fmt_d(f['d'])} — **{f['d']['verdict']}**, "
+            f"and the highest test ROC-AUC is `{facts['best'].model}`'s.")
+
+
+def render_postmortem(folders: list[Path], dest: Path) -> str:
+    """Fill ``templates/postmortem.md.j2`` from the stored results of the studies in ``folders``
+    (the first is the main study; the others are contrasts, e.g. the same data without a proxy)."""
+    studies = [(res, summary_of(res)) for res in (load_study(f) for f in folders)]
+    main, s = studies[0]
+    rl = rules(main)
+    facts = [_study_facts(r, sm, rl["margin"]) for r, sm in studies]
+    auc = main.split["stats"].get("column_auc") or {}
+    proxies = [c for c, v in auc.items() if v >= rl["proxy_auc"]]
+    missing_proxy = [f for (r, _), f in zip(studies[1:], facts[1:])
+                     if proxies and not set(proxies) & set(r.config["dataset"]["numeric"] + r.config["dataset"]["categorical"])]
+    q2_table, q2 = _q2(main, s, rl["margin"])
+    q4_table, q4 = _q4(main, s)
+    q6_table, q6 = _q6(studies, rl["margin"])
+    forest = figure_forest({r.name: sm for r, sm in studies}, main.folder / "figures" / "forest_roc_auc.png")
+    ctx = {"studies": facts, "rules": rl, "n_test": len(main.split["y_test"]), "n_boot": main.config["study"]["bootstrap"],
+           "marginal_k": main.config["study"].get("marginal_k", "K"), "proxies": proxies,
+           "proxy_auc": {c: auc[c] for c in proxies},
+           "contrast": {"name": missing_proxy[0]["name"], "sentence": _contrast_sentence(missing_proxy[0])} if missing_proxy else None,
+           "forest_fig": os.path.relpath(forest, dest.parent), "q1_table": _q1_table(facts, [sm for _, sm in studies]),
+           "costs": _costs(s, baselines(s)["unimodal"]), "q2_table": q2_table, "q2": q2,
+           "q3": _q3(main, s, rl["margin"]), "q4_table": q4_table, "q4": q4, "q5": _q5(main, s),
+           "q6_table": q6_table, "q6": q6, "imb_seeds": len({r.seed for r in main.runs if r.training.regime == "weakened"})}
+    env = environment()
+    env.filters.update(diff0=lambda d: fmt_d(d, False), f1=lambda v: f"{v:.1f}")
+    return env.get_template("postmortem.md.j2").render(ctx)

@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analysis import plain, summarize
 from config import ROOT
 from postmortem import render_postmortem
 from records import load_study
-from render import render_experiments
+from render import render_experiments, summary_of
 
 MAIN, CONTRAST = Path("results") / "clothing", Path("results") / "clothing_no_rating"
 
@@ -39,10 +38,11 @@ def write_reports(folder: Path, dest: Path | None = None) -> Path:
     res = load_study(folder)
     if not res.runs:
         raise ValueError(f"{folder}: no run records for the current config; nothing to report")
-    summarize(plain(res.runs)).to_csv(folder / "summary.csv", index=False, float_format="%.6f")
+    s = summary_of(res)
+    s.to_csv(folder / "summary.csv", index=False, float_format="%.6f")
     if dest is None:
         dest = ROOT / "experiments.md" if folder == (ROOT / MAIN).resolve() else folder / "experiments.md"
-    dest.write_text(render_experiments(res, folder / "figures", dest.parent))
+    dest.write_text(render_experiments(res, folder / "figures", dest.parent, s))
     print(f"wrote {folder / 'summary.csv'} and {dest}")
     return dest
 
@@ -54,7 +54,8 @@ def write_all(root: Path = ROOT) -> None:
     write_reports(main, root / "experiments.md")
     if (contrast / "study.json").is_file():
         write_reports(contrast, contrast / "experiments.md")
-    (root / "postmortem.md").write_text(render_postmortem(main, contrast, root / "postmortem.md"))
+    folders = [main] + ([contrast] if (contrast / "study.json").is_file() else [])
+    (root / "postmortem.md").write_text(render_postmortem(folders, root / "postmortem.md"))
     print(f"wrote {root / 'postmortem.md'}")
 
 

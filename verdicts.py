@@ -102,10 +102,18 @@ def combine(res: StudyResults, terms: list[tuple[float, tuple]], split: str = "t
     return {"value": value, "lo": lo, "hi": hi, "seeds": k}
 
 
-def common_seeds(res: StudyResults, units: list[tuple[str, str]]) -> tuple[int, ...] | None:
-    """Seeds every multi-seed ``(model, weaken)`` unit has (None when all are single-seed)."""
-    sets = [set(seeds_of(res, m, w)) for m, w in units if len(seeds_of(res, m, w)) > 1]
-    return tuple(sorted(set.intersection(*sets))) if sets else None
+def value(res: StudyResults, model: str, key: str = "test", weaken: str = "") -> dict[str, float]:
+    """Seed-mean ROC-AUC of one model on ``key`` with its two-level interval."""
+    return combine(res, [(1.0, term(res, model, key, weaken))], _split_of(key))
+
+
+def common_seeds(res: StudyResults, units: list[tuple[str, str]]) -> tuple[int, ...]:
+    """Seeds every multi-seed ``(model, weaken)`` unit has; with only one-seed units, the seeds
+    they share (or the first unit's: a one-seed reference enters every seed alike)."""
+    sets = [set(seeds_of(res, m, w)) for m, w in units]
+    multi = [x for x in sets if len(x) > 1]
+    common = set.intersection(*(multi or sets))
+    return tuple(sorted(common or sets[0]))
 
 
 def difference(res: StudyResults, a: tuple, b: tuple, margin: float) -> dict:
@@ -175,7 +183,7 @@ def removal_table(res: StudyResults, s: pd.DataFrame, fused: list[str], margin: 
     rows = []
     uni = {m: s[(s.kind == "unimodal") & (s.regime == "plain") & (s.modalities == m)].model for m in ("text", "tabular")}
     for f in fused:
-        row = {"model": f, **{k: combine(res, [(1.0, term(res, f, k))]) for k in ("test", "remove:text", "remove:tabular")}}
+        row = {"model": f, **{k: value(res, f, k) for k in ("test", "remove:text", "remove:tabular")}}
         for removed, other in (("text", "tabular"), ("tabular", "text")):
             if len(uni[other]):
                 row[f"vs_{other}"] = {**difference(res, (f, f"remove:{removed}", ""), (uni[other].iloc[0], "test", ""),
@@ -188,7 +196,8 @@ def _val_auc(res: StudyResults, model: str, weaken: str, seeds) -> float:
     return float(np.mean([r.metrics["val"]["roc_auc"] for r in runs_of(res, model, weaken) if r.seed in seeds]))
 
 
-def situation(res: StudyResults, fused: str, uni: dict[str, tuple[str, str]], weaken: str, margin: float) -> dict:
+def situation(res: StudyResults, fused: str, uni: dict[str, tuple[str, str]], weaken: str, margin: float,
+              seeds: tuple[int, ...] | None = None) -> dict:
     """One measured situation: fused model ``fused`` (weakened as ``weaken``) against the unimodal
     models ``uni = {modality: (model, weaken)}`` on their common seeds.
 
@@ -198,7 +207,8 @@ def situation(res: StudyResults, fused: str, uni: dict[str, tuple[str, str]], we
     *hurts*) and *collapses* (removing the weak modality costs measurably less than the margin:
     the interval of clean minus weak-removed lies below ``margin``), each with its interval.
     """
-    seeds = common_seeds(res, [(fused, weaken)] + list(uni.values()))
+    common = common_seeds(res, [(fused, weaken)] + list(uni.values()))
+    seeds = tuple(x for x in common if seeds is None or x in seeds)
     val = {m: _val_auc(res, *u, seeds) for m, u in uni.items()}
     strong = max(val, key=val.get)
     weak = min(val, key=val.get)
@@ -237,3 +247,19 @@ def predicted_gain(res: StudyResults, uni: dict[str, tuple[str, str]], seeds, ma
     t_best = term(res, uni[best][0], "val", uni[best][1], seeds)
     out = combine(res, [(1.0, t_avg), (-1.0, t_best)], "val")
     return {**out, "verdict": rule(out["lo"], out["hi"], margin), "better": best}
+
+
+def subset_interval(res: StudyResults, model: str, rows: np.ndarray) -> dict[str, float]:
+    """Seed-mean test ROC-AUC of ``model`` on the test rows ``rows`` alone, with its two-level
+    interval (the subset's own row resamples)."""
+    s = tuple(seeds_of(res, model))
+    p = probas(res, model, "test", "", s)[:, rows]
+    y = _labels(res, "test")[rows]
+    name = ("subset", model, tuple(rows[:3]), len(rows))
+    cache = res.cache.setdefault("per_seed", {})
+    if name not in cache:
+        counts = bootstrap_counts(len(y), res.config["study"]["bootstrap"], seed=0)
+        cache[name] = per_seed_auc(y, p[:, :, 1], counts) if p.shape[2] == 2 and len(np.unique(y)) == 2 else \
+            (np.full(len(s), np.nan), np.full((len(s), len(counts)), np.nan))  # undefined: one class or multi-class
+    obs, reps = cache[name]
+    return combine(res, [(1.0, (obs, reps, s))])

@@ -1,0 +1,41 @@
+"""Cell formats of the Markdown reports: numbers -> short strings (one place, so every table agrees)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from metrics import mean_ci
+
+
+def fmt_ci(mean: float, ci: float, digits: int = 4) -> str:
+    """``0.9712 ± 0.0021``; ``n/a`` for NaN."""
+    if mean != mean:
+        return "n/a"
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+def fmt_iv(value: float, lo: float, hi: float, signed: bool = False) -> str:
+    """``0.9712 [0.9650, 0.9770]`` (``+0.0071 [+0.0040, +0.0100]`` when ``signed``); n/a for NaN."""
+    if value != value:
+        return "n/a"
+    f = "{:+.4f}" if signed else "{:.4f}"
+    return f"{f.format(value)} [{f.format(lo)}, {f.format(hi)}]"
+
+
+def fmt_d(d: dict, signed: bool = True) -> str:
+    """A :mod:`verdicts` result ``{"value", "lo", "hi"}`` as :func:`fmt_iv`."""
+    return fmt_iv(d["value"], d["lo"], d["hi"], signed)
+
+
+def fmt_int(v) -> str:
+    """``1,920,064``; ``—`` for NaN (trees have no parameters)."""
+    return "—" if v != v else f"{int(v):,}"
+
+
+def ci_cell(values, digits: int = 4) -> str:
+    """Mean ± 95% t-interval half-width over seeds of ``values``."""
+    return fmt_ci(*mean_ci(list(values)), digits)
+
+
+def md_table(df: pd.DataFrame) -> str:
+    """GitHub Markdown table of ``df`` (values already formatted as strings)."""
+    return df.to_markdown(index=False, disable_numparse=True)
