@@ -30,8 +30,11 @@ def test_study_end_to_end_on_a_subsample(tmp_path):
     dest = write_reports(folder, tmp_path / "experiments.md")
     s = pd.read_csv(folder / "summary.csv").set_index("model")
     for m in ("text_only", "tabular_only", "early_concat", "late_logit_avg", "late_ensemble",
-              "ref_tfidf_logreg", "ref_hist_gbdt"):
+              "ref_tfidf_logreg", "ref_hist_gbdt", "ref_early_logreg", "ref_late_avg", "ref_stack_gbdt"):
         assert m in s.index, m
+    # every model has a two-level interval around its mean; a classical fusion beats both unimodal references
+    assert (s.test_roc_auc_lo < s.test_roc_auc_mean).all() and (s.test_roc_auc_mean < s.test_roc_auc_hi).all()
+    assert s.loc["ref_late_avg", "test_roc_auc_mean"] > s.loc["ref_hist_gbdt", "test_roc_auc_mean"]
     assert s.loc["tabular_only", "test_roc_auc_mean"] > 0.93  # Rating alone is ~0.97
     assert s.loc["text_only", "test_roc_auc_mean"] > 0.85
     assert s.loc["early_concat", "test_roc_auc_mean"] > 0.93
