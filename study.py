@@ -105,8 +105,9 @@ def git_hash() -> str:
     try:
         h = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.strip()
-        # results/ is data the study writes, not code: it does not make the code "dirty"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"],
+        # results/ and the reports are what the study writes, not code: they do not make the code "dirty"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results",
+                                ":!experiments.md", ":!postmortem.md"],
                                cwd=ROOT, capture_output=True, text=True).stdout.strip()
         return h + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
