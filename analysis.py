@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from metrics import (bootstrap_counts, curve_roughness, mean_ci, paired_bootstrap_auc, perceptual_score,
-                     rms_grad_ratio, seed_mean_auc)
+from metrics import curve_roughness, mean_ci, perceptual_score, rms_grad_ratio
 from records import EvalRecord, RunRecord, StudyResults
 
 # presentation order of the built-in models; other names follow alphabetically
@@ -101,39 +100,6 @@ def seed_probas(res: StudyResults, model: str, split: str = "test") -> np.ndarra
 def best_unimodal(summary: pd.DataFrame) -> str:
     """The unimodal model with the higher mean *validation* ROC-AUC (selection never uses test)."""
     return str(unimodal(summary).sort_values("val_roc_auc_mean", ascending=False).model.iloc[0])
-
-
-def _boot(res: StudyResults, model: str, k: int, n_boot: int) -> tuple[float, np.ndarray]:
-    """Seed-mean test ROC-AUC of ``model``'s first ``k`` seeds, observed and per bootstrap resample
-    (one fixed set of resamples per results folder; memoised in ``res.cache``)."""
-    cache = res.cache.setdefault("boot", {})
-    if (model, k, n_boot) not in cache:
-        y = np.asarray(res.split["y_test"])
-        if "counts" not in res.cache or res.cache["counts"].shape[0] != n_boot:
-            res.cache["counts"] = bootstrap_counts(len(y), n_boot, seed=0)
-        cache[(model, k, n_boot)] = seed_mean_auc(y, seed_probas(res, model)[:k], res.cache["counts"])
-    return cache[(model, k, n_boot)]
-
-
-def fusion_gains(res: StudyResults, summary: pd.DataFrame, n_boot: int, ref: str | None = None,
-                 models: list[str] | None = None) -> pd.DataFrame:
-    """Test ROC-AUC of each fused model minus ``ref`` (default: the best unimodal model), with a
-    paired bootstrap 95% CI over test rows (seed ``i`` paired with seed ``i``; binary labels only).
-    ``models`` defaults to every fused model (fusions and ensembles) of the summary."""
-    y = np.asarray(res.split["y_test"])
-    if len(res.split["classes"]) != 2:
-        return pd.DataFrame()
-    ref = ref or best_unimodal(summary)
-    fused = set(summary[summary.kind.isin(["fusion", "ensemble"])].model)
-    rows = []
-    for model in (models if models is not None else summary.model):
-        if model not in fused or model == ref:
-            continue
-        k = min(len(seed_probas(res, model)), len(seed_probas(res, ref)))
-        bs = paired_bootstrap_auc(y, None, None, boot_a=_boot(res, model, k, n_boot), boot_b=_boot(res, ref, k, n_boot))
-        rows.append({"model": model, "vs": ref, "seeds": k, "gain": bs["diff"], "lo": bs["lo"], "hi": bs["hi"],
-                     "p_le_0": bs["p_le_0"]})
-    return pd.DataFrame(rows)
 
 
 def disagreement(res: StudyResults, summary: pd.DataFrame) -> dict:
@@ -311,62 +277,6 @@ def imbalance_points(res: StudyResults) -> pd.DataFrame:
                              "auc": d.clean.mean(), "auc_std": d.clean.std(ddof=1) if len(d) > 1 else 0.0,
                              "drop_weak": (d.clean - weak_removed).mean(), "drop_strong": (d.clean - strong_removed).mean(),
                              "weak_share": share.mean(), "weak_share_ci": mean_ci(share)[1]})
-    return pd.DataFrame(rows)
-
-
-def imbalance_verdict(fused_auc: float, auc_std: float, drops: dict[str, float], uni: dict[str, float],
-                      tolerance: float) -> str:
-    """Verdict for one fused model at one imbalance level.
-
-    ``drops[m]`` is the ROC-AUC lost when modality ``m`` is removed; ``uni[m]`` the unimodal ROC-AUC
-    of ``m`` at that level; the weak modality is the one with the lower unimodal score.
-    *collapses*: removing the weak modality moves ROC-AUC by less than the fused model's seed std
-    (at least ``tolerance`` = ``report.collapse_tolerance``, which also stands in for the std of
-    a single seed); else *adapts* when the fused model beats the strong unimodal model and
-    *no gain* otherwise. ``+ over-relies on <strong>`` is appended when removing the strong
-    modality costs more than its unimodal advantage (strong − weak unimodal ROC-AUC), i.e. without
-    it the fused model is worse than the weak modality's own model.
-    """
-    strong, weak = sorted(uni, key=uni.get, reverse=True)
-    if abs(drops[weak]) < max(auc_std, tolerance):
-        return f"collapses (ignores {weak})"
-    verdict = "adapts" if fused_auc > uni[strong] else "no gain"
-    if drops[strong] > uni[strong] - uni[weak]:
-        verdict += f" + over-relies on {strong}"
-    return verdict
-
-
-def decision_points(main: StudyResults, main_summary: pd.DataFrame,
-                    others: list[tuple[StudyResults, pd.DataFrame]]) -> pd.DataFrame:
-    """Every measured situation (clean, each imbalance level, the other studies): the weaker
-    modality's unimodal ROC-AUC and its Shapley share in ``early_concat``, and early fusion's
-    gain over the stronger unimodal model (seed means)."""
-    rows = []
-    for res, s in [(main, main_summary)] + others:
-        dom = dominance(eval_frame([e for e in res.evals if not e.training.weaken], res.runs))
-        uni = {m: unimodal(s, m).test_roc_auc_mean.iloc[0] for m in ("text", "tabular") if not unimodal(s, m).empty}
-        d = dom[dom.model == "early_concat"]
-        if len(uni) < 2 or d.empty:
-            continue
-        weak = min(uni, key=uni.get)
-        share = d.share_text.mean() if weak == "text" else 1 - d.share_text.mean()
-        rows.append({"situation": f"{res.name} (clean)", "weakened": "", "weaker modality": weak,
-                     "weaker unimodal": uni[weak], "stronger unimodal": max(uni.values()), "weaker share": share,
-                     "early_concat": d.clean.mean(), "gain": d.clean.mean() - max(uni.values())})
-    pts = imbalance_points(main)
-    if not pts.empty:
-        for (kind, mod, level), g in pts.groupby(["kind", "modality", "level"], sort=False):
-            own = g[(g.model_kind == "unimodal") & (g.model_modalities == mod)]
-            g = g.set_index("model")
-            if "early_concat" not in g.index or own.empty or level == str(CLEAN_LEVEL[kind]):
-                continue
-            other = "tabular" if mod == "text" else "text"
-            uni = {mod: own.auc.iloc[0], other: unimodal(main_summary, other).test_roc_auc_mean.iloc[0]}
-            weak = min(uni, key=uni.get)
-            share = g.weak_share["early_concat"] if weak == mod else 1 - g.weak_share["early_concat"]
-            rows.append({"situation": f"{kind} {mod} = {level}", "weakened": mod, "weaker modality": weak,
-                         "weaker unimodal": uni[weak], "stronger unimodal": max(uni.values()), "weaker share": share,
-                         "early_concat": g.auc["early_concat"], "gain": g.auc["early_concat"] - max(uni.values())})
     return pd.DataFrame(rows)
 
 

@@ -2,7 +2,7 @@
 two-level (seeds x rows) bootstrap, stability and modality-reliance measures."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -171,7 +171,10 @@ def per_seed_auc(y: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> tuple
         scores.  counts : (n_boot, n_samples) row counts from :func:`bootstrap_counts`.
 
     Returns ``(observed (n_seeds,), replicates (n_seeds, n_boot))``; compute it once per model and
-    combine with :func:`seed_average` / :func:`paired_two_level`. Cost O(n_seeds n_boot n_samples).
+    combine seeds with :func:`seed_draws` / :func:`seed_average` (the two-level bootstrap of
+    Saravanan et al. 2020, as used for benchmarks by Bouthillier et al. 2021: replicate ``b``
+    redraws the seeds and the test rows; its interval covers a fresh test set of the same size and
+    fresh training seeds, not another split or data set). Cost O(n_seeds n_boot n_samples).
     """
     scores = np.atleast_2d(scores)
     ones = np.ones((1, len(y)))
@@ -179,37 +182,23 @@ def per_seed_auc(y: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> tuple
     return obs, np.array([weighted_auc(y, row, counts) for row in scores])
 
 
-def seed_mean_auc(y: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean over seeds of ROC-AUC: observed, and under each bootstrap resample (rows only).
-
-    ``scores`` is ``(n_seeds, n_samples)``; returns ``(observed, (n_boot,))``.
-    """
-    obs, reps = per_seed_auc(y, scores, counts)
-    return float(obs.mean()), reps.mean(axis=0)
-
-
-def paired_bootstrap_auc(y: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot: int = 1000,
-                         seed: int = 0, boot_a=None, boot_b=None) -> dict[str, float]:
-    """Paired bootstrap of ``AUC(a) - AUC(b)`` over test rows, averaged over paired seeds.
+def per_seed_metric(y: np.ndarray, probas: np.ndarray, metric_fn: Callable[[np.ndarray, np.ndarray], float],
+                    counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`per_seed_auc` for any metric (e.g. multi-class macro ROC-AUC, ECE): slower, it
+    recomputes ``metric_fn(y[idx], proba[idx])`` on explicitly resampled rows.
 
     Parameters
     ----------
-    y : (n_samples,) binary labels.
-    a, b : (n_seeds, n_samples) positive-class scores of the two models, seed ``i`` paired with
-        seed ``i``. Each resample draws rows with replacement (the same rows for every seed and
-        both models, fixed by ``seed``) and evaluates all seeds on them.
-    boot_a, boot_b : optional precomputed :func:`seed_mean_auc` results for ``a`` / ``b`` with
-        ``bootstrap_counts(n_samples, n_boot, seed)`` (lets a report reuse one model's resamples).
+    y : (n_samples,) labels.  probas : (n_seeds, n_samples, ...) predictions.
+    metric_fn : returns NaN, not an error, on a degenerate resample (a class missing).
+    counts : (n_boot, n_samples) from :func:`bootstrap_counts`.
 
-    Returns ``{"diff", "lo", "hi", "p_le_0"}``: the observed mean difference, its 95% percentile
-    interval and the fraction of resamples with a difference <= 0.
+    Returns ``(observed (n_seeds,), replicates (n_seeds, n_boot))``.
     """
-    counts = None if boot_a is not None and boot_b is not None else bootstrap_counts(len(y), n_boot, seed)
-    obs_a, ba = boot_a if boot_a is not None else seed_mean_auc(y, a, counts)
-    obs_b, bb = boot_b if boot_b is not None else seed_mean_auc(y, b, counts)
-    diffs = ba - bb
-    lo, hi = np.percentile(diffs, [2.5, 97.5])
-    return {"diff": obs_a - obs_b, "lo": float(lo), "hi": float(hi), "p_le_0": float(np.mean(diffs <= 0))}
+    y, rows = np.asarray(y), np.arange(len(y))
+    idx = [np.repeat(rows, c) for c in np.asarray(counts).astype(int)]
+    obs = np.array([metric_fn(y, p) for p in probas], dtype=float)
+    return obs, np.array([[metric_fn(y[i], p[i]) for i in idx] for p in probas], dtype=float)
 
 
 def seed_draws(n_seeds: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
@@ -247,31 +236,6 @@ def seed_average(replicates: np.ndarray, draws: np.ndarray) -> np.ndarray:
     return np.take_along_axis(replicates.T, draws, axis=1).mean(axis=1)
 
 
-def two_level_auc(y: np.ndarray, scores: np.ndarray, counts: np.ndarray,
-                  draws: np.ndarray) -> tuple[float, np.ndarray]:
-    """Two-level (seeds x test rows) bootstrap of the seed-mean ROC-AUC.
-
-    The hierarchical bootstrap of Saravanan et al. (2020, "Application of the hierarchical
-    bootstrap to multi-level data in neuroscience") as used for benchmarks by Bouthillier et al.
-    (2021, "Accounting for variance in machine learning benchmarks"): replicate ``b`` redraws the
-    seeds (``draws[b]``) and the test rows (``counts[b]``, shared by all seeds). Its interval
-    covers the variation of the seed mean under a fresh test set of the same size *and* a fresh set
-    of training seeds; not that of the train/val split, data set or hyperparameter choice.
-
-    Parameters
-    ----------
-    y : (n_samples,) 0/1 labels.  scores : (n_seeds, n_samples) positive-class scores.
-    counts : (n_boot, n_samples) from :func:`bootstrap_counts`.
-    draws : (n_boot, n_seeds) from :func:`seed_draws`.
-
-    Returns ``(observed, (n_boot,))``: the plain mean over seeds of the AUC, and replicate ``b`` =
-    mean over ``j`` of the AUC of seed ``draws[b, j]`` on rows weighted by ``counts[b]``; NaN for a
-    resample holding one class. O(n_boot n_samples n_seeds) via :func:`weighted_auc`.
-    """
-    obs, reps = per_seed_auc(y, scores, counts)
-    return float(obs.mean()), seed_average(reps, draws)
-
-
 def interval(observed: float, replicates: np.ndarray, level: float = 0.95,
              method: str = "percentile") -> tuple[float, float]:
     """Bootstrap interval ``(lo, hi)`` at ``level`` from ``(n_boot,)`` replicates.
@@ -294,62 +258,6 @@ def interval(observed: float, replicates: np.ndarray, level: float = 0.95,
         return float("nan"), float("nan")
     lo, hi = np.percentile(r, [50 * (1 - level), 50 * (1 + level)])
     return (float(lo), float(hi)) if method == "percentile" else (2 * observed - float(hi), 2 * observed - float(lo))
-
-
-def paired_two_level(y: np.ndarray, a: np.ndarray | None, b: np.ndarray | None, n_boot: int = 1000,
-                     seed: int = 0, level: float = 0.95, per_seed_a: tuple[np.ndarray, np.ndarray] | None = None,
-                     per_seed_b: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
-    """Paired two-level bootstrap of ``mean_seeds AUC(a) - mean_seeds AUC(b)`` (see :func:`two_level_auc`).
-
-    Parameters
-    ----------
-    y : (n_samples,) binary labels.
-    a, b : (n_seeds_a, n_samples), (n_seeds_b, n_samples) positive-class scores. Every replicate
-        uses the same test rows for both models. Seeds come from :func:`seed_draws`: with equal
-        seed counts both models get the same seed indices (seed ``i`` of ``a`` paired with seed
-        ``i`` of ``b``); with different counts the draws are independent per model; a model with
-        one seed (a deterministic reference) always contributes that seed.
-    per_seed_a, per_seed_b : optional precomputed :func:`per_seed_auc` results with
-        ``bootstrap_counts(n_samples, n_boot, seed)``, so a report can reuse one model's resamples
-        against many others; ``a``/``b`` may then be None and ``n_boot`` is read from them.
-
-    Returns ``{"diff", "lo", "hi", "p_le_0"}``: the observed difference of seed means, its
-    percentile interval at ``level`` and the fraction of (defined) replicates with a difference <= 0.
-    """
-    counts = None if per_seed_a is not None and per_seed_b is not None else bootstrap_counts(len(y), n_boot, seed)
-    obs_a, ra = per_seed_a if per_seed_a is not None else per_seed_auc(y, a, counts)
-    obs_b, rb = per_seed_b if per_seed_b is not None else per_seed_auc(y, b, counts)
-    if ra.shape[1] != rb.shape[1]:
-        raise ValueError(f"a has {ra.shape[1]} resamples and b {rb.shape[1]}; precompute both with the same n_boot")
-    n = ra.shape[1]
-    diffs = seed_average(ra, seed_draws(len(ra), n, seed)) - seed_average(rb, seed_draws(len(rb), n, seed))
-    diff = float(obs_a.mean() - obs_b.mean())
-    lo, hi = interval(diff, diffs, level)
-    return {"diff": diff, "lo": lo, "hi": hi, "p_le_0": float(np.mean(diffs[~np.isnan(diffs)] <= 0))}
-
-
-def two_level_metric(y: np.ndarray, probas: Sequence[np.ndarray] | np.ndarray,
-                     metric_fn: Callable[[np.ndarray, np.ndarray], float], n_boot: int = 1000,
-                     seed: int = 0) -> tuple[float, np.ndarray]:
-    """Two-level bootstrap of the seed mean of any metric (slow fallback of :func:`two_level_auc`).
-
-    Parameters
-    ----------
-    y : (n_samples,) labels.
-    probas : (n_seeds, n_samples, ...) or a list of n_seeds (n_samples, ...) predictions.
-    metric_fn : ``metric_fn(y[idx], proba[idx]) -> float``, e.g. multi-class macro ROC-AUC or
-        :func:`expected_calibration_error`; it should return NaN, not raise, on a degenerate resample.
-
-    Returns ``(observed, (n_boot,))`` with the draws of :func:`bootstrap_counts` and
-    :func:`seed_draws` for the same ``seed`` (identical to :func:`two_level_auc` for ROC-AUC).
-    Calls ``metric_fn`` ``n_seeds * (n_boot + 1)`` times on explicitly resampled rows.
-    """
-    y, probas = np.asarray(y), [np.asarray(p) for p in probas]
-    rows = np.arange(len(y))
-    idx = [np.repeat(rows, c) for c in bootstrap_counts(len(y), n_boot, seed).astype(int)]
-    reps = np.array([[metric_fn(y[i], p[i]) for i in idx] for p in probas], dtype=float)
-    observed = float(np.mean([metric_fn(y, p) for p in probas]))
-    return observed, seed_average(reps, seed_draws(len(probas), n_boot, seed))
 
 
 def curve_roughness(values) -> float:

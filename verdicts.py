@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from metrics import bootstrap_counts, interval, per_seed_auc, seed_average, seed_draws
+from metrics import bootstrap_counts, interval, per_seed_auc, per_seed_metric, seed_average, seed_draws
 from records import StudyResults
 
 HELPS, HURTS, NO_DIFF = "helps", "hurts", "no measurable difference"
@@ -67,13 +67,15 @@ def _per_seed(res: StudyResults, name: tuple, p: np.ndarray, split: str) -> tupl
         counts = res.cache.setdefault(("counts", split), bootstrap_counts(len(y), n_boot, seed=0))
         if p.shape[2] == 2:
             cache[name] = per_seed_auc(y, p[:, :, 1], counts)
-        else:  # multi-class macro one-vs-rest: resample explicitly (slower, small data only)
-            idx = [np.repeat(np.arange(len(y)), c.astype(int)) for c in counts]
-            auc = lambda q, i: roc_auc_score(y[i], q[i], multi_class="ovr", labels=list(range(q.shape[1]))) \
-                if len(np.unique(y[i])) == q.shape[1] else np.nan  # noqa: E731
-            cache[name] = (np.array([auc(q, np.arange(len(y))) for q in p]),
-                           np.array([[auc(q, i) for i in idx] for q in p]))
+        else:  # multi-class macro one-vs-rest: resampled explicitly (slower)
+            cache[name] = per_seed_metric(y, p, _macro_auc, counts)
     return cache[name]
+
+
+def _macro_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """Macro one-vs-rest ROC-AUC; NaN when a resample lacks a class."""
+    k = p.shape[1]
+    return float(roc_auc_score(y, p, multi_class="ovr", labels=list(range(k)))) if len(np.unique(y)) == k else np.nan
 
 
 def term(res: StudyResults, model: str, key: str = "test", weaken: str = "", seeds=None):
@@ -84,7 +86,7 @@ def term(res: StudyResults, model: str, key: str = "test", weaken: str = "", see
     return obs, reps, s
 
 
-def combine(res: StudyResults, terms: list[tuple[float, tuple]], split: str = "test") -> dict[str, float]:
+def combine(terms: list[tuple[float, tuple]]) -> dict[str, float]:
     """Seed mean of ``sum_j coef_j * AUC_j`` with its two-level 95% interval.
 
     ``terms`` are ``(coef, term)`` pairs (see :func:`term`). Terms with several seeds must share
@@ -104,7 +106,7 @@ def combine(res: StudyResults, terms: list[tuple[float, tuple]], split: str = "t
 
 def value(res: StudyResults, model: str, key: str = "test", weaken: str = "") -> dict[str, float]:
     """Seed-mean ROC-AUC of one model on ``key`` with its two-level interval."""
-    return combine(res, [(1.0, term(res, model, key, weaken))], _split_of(key))
+    return combine([(1.0, term(res, model, key, weaken))])
 
 
 def common_seeds(res: StudyResults, units: list[tuple[str, str]]) -> tuple[int, ...]:
@@ -120,7 +122,7 @@ def difference(res: StudyResults, a: tuple, b: tuple, margin: float) -> dict:
     """Paired ``a - b`` of two ``(model, key, weaken)`` units on their common seeds, its two-level
     interval and the rule's verdict."""
     seeds = common_seeds(res, [(a[0], a[2]), (b[0], b[2])])
-    out = combine(res, [(1.0, term(res, *a, seeds)), (-1.0, term(res, *b, seeds))], _split_of(a[1]))
+    out = combine([(1.0, term(res, *a, seeds)), (-1.0, term(res, *b, seeds))])
     return {**out, "verdict": rule(out["lo"], out["hi"], margin)}
 
 
@@ -128,7 +130,7 @@ def with_intervals(res: StudyResults, s: pd.DataFrame) -> pd.DataFrame:
     """The summary with ``test_roc_auc_lo`` / ``test_roc_auc_hi``: the two-level 95% interval of
     each (not weakened) model's seed-mean test ROC-AUC (seeds and test rows; rows only for a
     one-seed reference)."""
-    cs = [combine(res, [(1.0, term(res, m))]) for m in s.model]
+    cs = [combine([(1.0, term(res, m))]) for m in s.model]
     return s.assign(test_roc_auc_lo=[c["lo"] for c in cs], test_roc_auc_hi=[c["hi"] for c in cs])
 
 
@@ -138,8 +140,8 @@ def shapley_intervals(res: StudyResults, model: str, weaken: str = "") -> dict[s
     v_tab)) / 2`` where ``v_text`` is the score with tabular removed, and vice versa."""
     full, no_tab, no_text = (term(res, model, k, weaken) for k in ("test", "remove:tabular", "remove:text"))
     const = (np.full(1, 0.5), np.full((1, full[1].shape[1]), 0.5), ())  # the constant score's ROC-AUC
-    return {"text": combine(res, [(0.5, no_tab), (-0.5, const), (0.5, full), (-0.5, no_text)]),
-            "tabular": combine(res, [(0.5, no_text), (-0.5, const), (0.5, full), (-0.5, no_tab)])}
+    return {"text": combine([(0.5, no_tab), (-0.5, const), (0.5, full), (-0.5, no_text)]),
+            "tabular": combine([(0.5, no_text), (-0.5, const), (0.5, full), (-0.5, no_tab)])}
 
 
 def pick_on_val(s: pd.DataFrame) -> str | None:
@@ -222,7 +224,7 @@ def situation(res: StudyResults, fused: str, uni: dict[str, tuple[str, str]], we
 
 def difference_on(res: StudyResults, a: tuple, b: tuple, seeds, margin: float) -> dict:
     """:func:`difference` on the given seeds."""
-    out = combine(res, [(1.0, term(res, *a, seeds)), (-1.0, term(res, *b, seeds))], _split_of(a[1]))
+    out = combine([(1.0, term(res, *a, seeds)), (-1.0, term(res, *b, seeds))])
     return {**out, "verdict": rule(out["lo"], out["hi"], margin)}
 
 
@@ -245,7 +247,7 @@ def predicted_gain(res: StudyResults, uni: dict[str, tuple[str, str]], seeds, ma
     name = ("late_avg_val",) + tuple(sorted(uni.values())) + (tuple(seeds or ()),)
     t_avg = (*_per_seed(res, name, avg, "val"), tuple(seeds or ()))
     t_best = term(res, uni[best][0], "val", uni[best][1], seeds)
-    out = combine(res, [(1.0, t_avg), (-1.0, t_best)], "val")
+    out = combine([(1.0, t_avg), (-1.0, t_best)])
     return {**out, "verdict": rule(out["lo"], out["hi"], margin), "better": best}
 
 
@@ -262,4 +264,4 @@ def subset_interval(res: StudyResults, model: str, rows: np.ndarray) -> dict[str
         cache[name] = per_seed_auc(y, p[:, :, 1], counts) if p.shape[2] == 2 and len(np.unique(y)) == 2 else \
             (np.full(len(s), np.nan), np.full((len(s), len(counts)), np.nan))  # undefined: one class or multi-class
     obs, reps = cache[name]
-    return combine(res, [(1.0, (obs, reps, s))])
+    return combine([(1.0, (obs, reps, s))])

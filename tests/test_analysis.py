@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from analysis import imbalance_verdict, scaling_slopes, shapley_two_player, summarize
-from records import RunRecord, Training
+from analysis import scaling_slopes, shapley_two_player, summarize
+from records import RunRecord
 from render import fmt_ci
 
 
@@ -15,15 +15,6 @@ def test_shapley_sums_to_full_minus_empty():
 def test_one_informative_modality_gets_all_the_shapley_share():
     phi = shapley_two_player(0.9, 0.5, 0.9)  # text alone is chance, tabular alone is everything
     assert phi["text"] == pytest.approx(0.0) and phi["tabular"] == pytest.approx(0.4)
-
-
-def test_verdicts():
-    uni = {"text": 0.94, "tabular": 0.97}
-    assert imbalance_verdict(0.98, 0.001, {"text": 0.0005, "tabular": 0.05}, uni, 0.001) == "collapses (ignores text)"
-    assert imbalance_verdict(0.98, 0.001, {"text": 0.01, "tabular": 0.05}, uni, 0.001) == "adapts + over-relies on tabular"
-    assert imbalance_verdict(0.98, 0.001, {"text": 0.01, "tabular": 0.02}, uni, 0.001) == "adapts"
-    assert imbalance_verdict(0.965, 0.001, {"text": 0.01, "tabular": 0.02}, uni, 0.001) == "no gain"
-    assert imbalance_verdict(0.965, 0.001, {"text": 0.01, "tabular": 0.04}, uni, 0.001) == "no gain + over-relies on tabular"
 
 
 def _rec(model, seed, auc, part="part1"):

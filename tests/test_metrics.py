@@ -4,9 +4,8 @@ from scipy.stats import norm
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
 from metrics import (best_f1_threshold, bootstrap_counts, classification_metrics, curve_roughness,
-                     expected_calibration_error, f1_at_threshold, interval, mean_ci, paired_bootstrap_auc,
-                     paired_two_level, per_seed_auc, perceptual_score, rms_grad_ratio, seed_average, seed_draws,
-                     seed_mean_auc, two_level_auc, two_level_metric, weighted_auc)
+                     expected_calibration_error, f1_at_threshold, interval, mean_ci, per_seed_auc, per_seed_metric,
+                     perceptual_score, rms_grad_ratio, seed_average, seed_draws, weighted_auc)
 
 
 def test_weighted_auc_matches_sklearn_on_resampled_rows_with_ties():
@@ -18,17 +17,6 @@ def test_weighted_auc_matches_sklearn_on_resampled_rows_with_ties():
     got = weighted_auc(y, s, counts)
     want = [roc_auc_score(np.repeat(y, c), np.repeat(s, c)) for c in counts]
     assert np.allclose(got, want)
-
-
-def test_paired_bootstrap_identical_models_is_zero_and_better_model_is_detected():
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 2, 2000)
-    weak = y + rng.normal(0, 1.5, (3, 2000))
-    strong = y + rng.normal(0, 0.5, (3, 2000))
-    same = paired_bootstrap_auc(y, weak, weak, n_boot=100)
-    assert same["diff"] == 0 and same["lo"] == 0 and same["hi"] == 0
-    better = paired_bootstrap_auc(y, strong, weak, n_boot=200)
-    assert better["lo"] > 0.05 and better["p_le_0"] == 0
 
 
 def test_ece_perfectly_calibrated_and_overconfident():
@@ -103,30 +91,30 @@ def test_seed_draws_contract():
         seed_draws(0, 10)
 
 
-def test_two_level_auc_matches_brute_force_resampling():
+def test_two_level_replicates_match_brute_force_resampling():
     rng = np.random.default_rng(3)
     y, scores = _seeded_scores(rng, 30, [0.5, 1.0, 2.0])
     scores = np.round(scores, 1)  # ties
     counts, draws = bootstrap_counts(30, 6, seed=1), seed_draws(3, 6, seed=1)
-    obs, reps = two_level_auc(y, scores, counts, draws)
-    assert obs == pytest.approx(np.mean([roc_auc_score(y, s) for s in scores]))
+    obs, per_seed = per_seed_auc(y, scores, counts)
+    reps = seed_average(per_seed, draws)
+    assert obs.mean() == pytest.approx(np.mean([roc_auc_score(y, s) for s in scores]))
     for c, d, r in zip(counts.astype(int), draws, reps):
         idx = np.repeat(np.arange(30), c)
         assert r == pytest.approx(np.mean([roc_auc_score(y[idx], scores[j, idx]) for j in d]))
-    slow = two_level_metric(y, scores, roc_auc_score, n_boot=6, seed=1)
-    assert slow[0] == pytest.approx(obs) and np.allclose(slow[1], reps)
+    slow = per_seed_metric(y, scores, roc_auc_score, counts)
+    assert np.allclose(slow[0], obs) and np.allclose(slow[1], per_seed)
 
 
 def test_two_level_with_one_seed_is_the_row_bootstrap_and_seed_spread_widens_it():
     rng = np.random.default_rng(4)
     y, scores = _seeded_scores(rng, 400, [0.3, 1.0, 2.0, 3.0])
     counts = bootstrap_counts(400, 300)
-    one = two_level_auc(y, scores[:1], counts, seed_draws(1, 300))
-    rows_only = seed_mean_auc(y, scores[:1], counts)
-    assert one[0] == rows_only[0] and interval(*one) == interval(*rows_only)
-    assert interval(*one) == tuple(np.percentile(weighted_auc(y, scores[0], counts), [2.5, 97.5]))
-    lo2, hi2 = interval(*two_level_auc(y, scores, counts, seed_draws(4, 300)))
-    lo1, hi1 = interval(*seed_mean_auc(y, scores, counts))
+    obs, per_seed = per_seed_auc(y, scores, counts)
+    one = seed_average(per_seed[:1], seed_draws(1, 300))
+    assert interval(obs[0], one) == tuple(np.percentile(weighted_auc(y, scores[0], counts), [2.5, 97.5]))
+    lo2, hi2 = interval(obs.mean(), seed_average(per_seed, seed_draws(4, 300)))
+    lo1, hi1 = interval(obs.mean(), per_seed.mean(axis=0))  # rows only
     assert hi2 - lo2 > 2 * (hi1 - lo1)
 
 
@@ -137,25 +125,6 @@ def test_interval_percentile_basic_and_nan():
     assert np.isnan(interval(0.5, np.full(3, np.nan))).all()
     with pytest.raises(ValueError, match="method"):
         interval(0.0, r, method="bca")
-
-
-def test_paired_two_level_self_is_zero_reuse_and_detection():
-    rng = np.random.default_rng(5)
-    y, weak = _seeded_scores(rng, 1000, [0.5, 0.7, 0.9])
-    strong = weak + 2.0 * y
-    same = paired_two_level(y, weak, weak, n_boot=100)
-    assert same == {"diff": 0.0, "lo": 0.0, "hi": 0.0, "p_le_0": 1.0}
-    better = paired_two_level(y, strong, weak, n_boot=200, seed=2)
-    assert better["lo"] > 0.05 and better["p_le_0"] == 0
-    counts = bootstrap_counts(1000, 200, seed=2)
-    reused = paired_two_level(y, None, None, per_seed_a=per_seed_auc(y, strong, counts),
-                              per_seed_b=per_seed_auc(y, weak, counts), seed=2)
-    assert reused == better
-    ref = paired_two_level(y, strong, weak[:1], n_boot=200, seed=2)  # deterministic reference: 1 seed
-    obs_a, ra = per_seed_auc(y, strong, counts)
-    diffs = seed_average(ra, seed_draws(3, 200, 2)) - per_seed_auc(y, weak[:1], counts)[1][0]
-    assert ref["diff"] == pytest.approx(obs_a.mean() - roc_auc_score(y, weak[0]))
-    assert (ref["lo"], ref["hi"]) == interval(0.0, diffs)
 
 
 def test_two_level_interval_covers_the_true_auc():
@@ -175,16 +144,15 @@ def test_two_level_interval_covers_the_true_auc():
     assert 0.90 <= two_level <= 0.99 and rows_only < two_level
 
 
-def test_two_level_metric_with_one_seed_and_a_multiclass_metric():
+def test_per_seed_metric_resamples_rows_explicitly():
     rng = np.random.default_rng(6)
     y = rng.integers(0, 3, 200)
     probas = rng.dirichlet(np.ones(3), size=(2, 200))
-    obs, reps = two_level_metric(y, probas, expected_calibration_error, n_boot=20, seed=1)
-    assert obs == pytest.approx(np.mean([expected_calibration_error(y, p) for p in probas])) and reps.shape == (20,)
-    first = two_level_metric(y, probas[:1], expected_calibration_error, n_boot=20, seed=1)[1]
-    c = bootstrap_counts(200, 20, seed=1).astype(int)[7]
-    idx = np.repeat(np.arange(200), c)
-    assert first[7] == pytest.approx(expected_calibration_error(y[idx], probas[0][idx]))
+    counts = bootstrap_counts(200, 20, seed=1)
+    obs, reps = per_seed_metric(y, probas, expected_calibration_error, counts)
+    assert obs[1] == pytest.approx(expected_calibration_error(y, probas[1])) and reps.shape == (2, 20)
+    idx = np.repeat(np.arange(200), counts.astype(int)[7])
+    assert reps[0, 7] == pytest.approx(expected_calibration_error(y[idx], probas[0][idx]))
 
 
 def test_perceptual_score_normalised_by_the_clean_score():

@@ -7,7 +7,6 @@ import pytest
 
 from data import prepare
 from analysis import dominance, eval_frame
-from config import model_parts
 from records import RunStore, load_study
 from report import write_reports
 from study import RunSpec, eval_suite, plan, run_study, train_run
