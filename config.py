@@ -21,6 +21,10 @@ MODALITIES = ("tabular", "text")  # sorted: the order every per-modality dict is
 FUSION_NAMES = ("early_concat", "late_logit_avg", "late_learned", "gmu", "attention", "tfn", "lmf")
 UNIMODAL_NAMES = tuple(f"{m}_only" for m in MODALITIES)
 SCHEDULES = ("constant", "linear")
+# A Multimodal-Toolkit folder (train.csv, val.csv, test.csv, column_info.json): the keys its
+# column_info.json may hold, and the column the loader adds to name the file each row came from.
+COLUMN_INFO_KEYS = ("text_cols", "cat_cols", "num_cols", "label_col", "label_list")
+FOLDER_SPLIT_COLUMN = "__split__"
 # Bumped when the evaluation protocol changes meaning, so stored runs of the old protocol are not
 # resumed into a new study (2: removal = marginalisation, classical fusion references).
 PROTOCOL_VERSION = 2
@@ -48,8 +52,9 @@ def model_parts(name: str, available: tuple[str, ...] = MODALITIES) -> tuple[tup
 
 @dataclass
 class DatasetConfig:
-    """Which columns form each modality. ``source`` is ``"bundled:womens_clothing"`` or a path
-    to a CSV/Parquet file (relative paths are resolved against the config file's folder).
+    """Which columns form each modality. ``source`` is ``"bundled:womens_clothing"``, a path
+    to a CSV/Parquet file, or a Multimodal-Toolkit folder (see :func:`read_column_info`); relative
+    paths are resolved against the config file's folder.
 
     ``encoding`` and ``delimiter`` apply to CSV/TSV files only. ``encoding = ""`` reads UTF-8 (a
     byte-order mark is skipped) and on a decoding error names the file and asks for this key
@@ -71,11 +76,18 @@ class DatasetConfig:
 
 @dataclass
 class SplitConfig:
-    """Stratified train/val/test split; fractions of all rows."""
+    """Stratified train/val/test split; fractions of all rows.
+
+    ``column`` names a predefined split instead: a column whose values are ``train``, ``val`` and
+    ``test`` (any case, surrounding spaces ignored). ``val`` may be absent: then it is carved
+    from the train rows, stratified, with ``seed``, in the share a random split gives it
+    (``val / (1 - test)`` of them). A Multimodal-Toolkit folder sets it to
+    :data:`FOLDER_SPLIT_COLUMN` (its files are its split)."""
 
     seed: int = 0
     val: float = 0.15
     test: float = 0.15
+    column: str = ""  # a predefined split column; "" = a random stratified split
 
 
 @dataclass
@@ -154,6 +166,8 @@ class StudyConfig:
     truncate_levels: list[int] = field(default_factory=lambda: [32, 8, 2])
     references: bool = True
     bootstrap: int = 1000
+    # weights of Parts 1, 2, 4 and the fitted preprocessing under results/<study>/models/ (predict.py)
+    save_models: bool = True
 
 
 @dataclass
@@ -203,6 +217,8 @@ class Config:
         d["protocol"] = {"version": PROTOCOL_VERSION, "marginal_k": self.study.marginal_k}
         for how_to_read in ("encoding", "delimiter"):  # read options: the same table either way
             d["dataset"].pop(how_to_read)
+        if not self.split.column:  # the random split: hashed as before the key existed
+            d["split"].pop("column")
         d.pop("study")
         d.pop("report")
         d.pop("base_dir")
@@ -268,9 +284,67 @@ def parse_override(text: str) -> dict:
     return {sec: {key: value}}
 
 
+def read_column_info(folder: str | Path) -> dict:
+    """The ``column_info.json`` of a Multimodal-Toolkit folder, checked: ``label_col`` (required),
+    ``text_cols``, ``cat_cols``, ``num_cols`` (lists of column names; absent or null = none) and
+    ``label_list`` (the class names that integer labels index; absent or null = labels as they are).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder has no ``column_info.json``.
+    ValueError
+        On invalid JSON, an unknown key (naming it and the known ones) or a value of the wrong type.
+    """
+    path = Path(folder) / "column_info.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no column_info.json; a Multimodal-Toolkit folder holds train.csv, "
+                                f"val.csv (optional), test.csv and column_info.json with keys {list(COLUMN_INFO_KEYS)}")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: must hold a JSON object with keys {list(COLUMN_INFO_KEYS)}")
+    unknown = sorted(set(info) - set(COLUMN_INFO_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {list(COLUMN_INFO_KEYS)}")
+    if not isinstance(info.get("label_col"), str) or not info["label_col"]:
+        raise ValueError(f"{path}: label_col must name the label column; got {info.get('label_col')!r}")
+    out = {"label_col": info["label_col"]}
+    for key in ("text_cols", "cat_cols", "num_cols", "label_list"):
+        v = info.get(key) or []
+        kinds = (str, int) if key == "label_list" else (str,)
+        if not isinstance(v, list) or not all(isinstance(x, kinds) and not isinstance(x, bool) for x in v):
+            raise ValueError(f"{path}: {key} must be a list of {'names or numbers' if key == 'label_list' else 'column names'}"
+                             f"; got {v!r}")
+        out[key] = v
+    return out
+
+
+def folder_spec(folder: str | Path) -> dict:
+    """The config tree of a Multimodal-Toolkit folder: ``[dataset]`` from its column_info.json
+    (study name = the folder's name) and ``[split] column`` = :data:`FOLDER_SPLIT_COLUMN`.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        From :func:`read_column_info`.
+    """
+    folder = Path(folder).resolve()
+    info = read_column_info(folder)
+    return {"dataset": {"name": folder.name, "source": folder.name, "text": info["text_cols"],
+                        "categorical": info["cat_cols"], "numeric": info["num_cols"], "label": info["label_col"]},
+            "split": {"column": FOLDER_SPLIT_COLUMN}}
+
+
 def load_config(dataset: str | Path = CONFIG_DIR / "clothing.toml", profile: str = "full",
                 overrides: list[str] | None = None) -> Config:
     """Resolve profile file, then dataset file, then overrides into one :class:`Config` (later wins).
+
+    ``dataset`` is a TOML file or a Multimodal-Toolkit folder (:func:`folder_spec`). A dataset
+    whose ``source`` is such a folder uses the folder's files as its split unless ``split.column``
+    names another column.
 
     Raises
     ------
@@ -282,7 +356,7 @@ def load_config(dataset: str | Path = CONFIG_DIR / "clothing.toml", profile: str
     dataset = Path(dataset)
     prof_path = CONFIG_DIR / f"{profile}.toml"
     for p in (dataset, prof_path):
-        if not p.is_file():
+        if not (p.is_file() or (p is dataset and p.is_dir())):
             raise FileNotFoundError(f"config file {p} not found"
                                     + (f"; profiles: {sorted(x.stem for x in CONFIG_DIR.glob('*.toml'))}"
                                        if p == prof_path else ""))
@@ -294,10 +368,16 @@ def load_config(dataset: str | Path = CONFIG_DIR / "clothing.toml", profile: str
                          f"profile without [dataset]/[split] (e.g. full, quick)")
     # the profile sets the defaults of a run; the dataset file may then override any of them
     apply(cfg, prof, origin=str(prof_path))
-    with open(dataset, "rb") as fh:
-        apply(cfg, tomllib.load(fh), origin=str(dataset))
+    if dataset.is_dir():
+        apply(cfg, folder_spec(dataset), origin=str(dataset / "column_info.json"))
+    else:
+        with open(dataset, "rb") as fh:
+            apply(cfg, tomllib.load(fh), origin=str(dataset))
     for o in overrides or []:
         apply(cfg, parse_override(o), origin=f"--set {o}")
+    source = Path(cfg.base_dir) / cfg.dataset.source
+    if not cfg.split.column and not cfg.dataset.source.startswith("bundled:") and source.is_dir():
+        cfg.split.column = FOLDER_SPLIT_COLUMN  # a folder's files are its split
     return validate(cfg)
 
 
@@ -370,4 +450,7 @@ def validate(cfg: Config) -> Config:
     _require(rp.drop_level in st.drop_levels, "report.drop_level", f"must be one of study.drop_levels "
              f"{st.drop_levels} (the level shown in the robustness tables)", rp.drop_level)
     _require(bool(cfg.dataset.label), "dataset.label", "must name the label column", cfg.dataset.label)
+    ds = cfg.dataset
+    _require(cfg.split.column not in [*ds.text, *ds.categorical, *ds.numeric, ds.label], "split.column",
+             "must not be the label or a feature column", cfg.split.column)
     return cfg

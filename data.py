@@ -28,7 +28,7 @@ import torch
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.model_selection import train_test_split
 
-from config import MODALITIES, Config, SplitConfig, TabularConfig, TextConfig
+from config import MODALITIES, Config, DatasetConfig, SplitConfig, TabularConfig, TextConfig
 from tables import load_frame, validate_frame
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # a scaled value beyond it is treated as missing
@@ -81,13 +81,75 @@ def make_split(y: np.ndarray, cfg: SplitConfig, classes: list | None = None) -> 
     train, val = train_test_split(rest, test_size=cfg.val / (1 - cfg.test),
                                   stratify=y[rest], random_state=cfg.seed)
     out = {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
-    for name, rows in out.items():  # min_class_rows makes this hold; checked, not assumed
+    _check_split_counts(y, out, names)  # min_class_rows makes this hold; checked, not assumed
+    return out
+
+
+def _check_split_counts(y: np.ndarray, ids: dict[str, np.ndarray], names: list, hint: str = "") -> None:
+    counts = np.bincount(y, minlength=len(names))
+    for name, rows in ids.items():
         got = np.bincount(y[rows], minlength=len(names))
         if got.min() < MIN_ROWS_PER_SPLIT:
             k = int(got.argmin())
             raise ValueError(f"class {names[k]!r} has {got[k]} row(s) in the {name} split ({counts[k]} in all); "
-                             f"each split needs >= {MIN_ROWS_PER_SPLIT}; merge or drop rare classes, or add rows")
-    return out
+                             f"each split needs >= {MIN_ROWS_PER_SPLIT}; merge or drop rare classes, or add rows{hint}")
+
+
+SPLIT_NAMES = ("train", "val", "test")  # the values of a predefined split column (any case)
+
+
+def predefined_split(values: pd.Series, y: np.ndarray, cfg: SplitConfig, classes: list | None = None
+                     ) -> dict[str, np.ndarray]:
+    """Row ids (sorted) per split from a column of ``train``/``val``/``test`` values (any case,
+    surrounding spaces ignored). Without ``val`` rows, val is carved from train, stratified, with
+    ``cfg.seed``: ``cfg.val / (1 - cfg.test)`` of the train rows, the share a random split gives it.
+
+    Parameters
+    ----------
+    values : (n_samples,) the split column (``cfg.column``).
+    y : (n_samples,) int class indices.
+    cfg : the split seed and fractions (for carving val) and the column's name (for messages).
+    classes : class names for the error messages (default: the indices).
+
+    Raises
+    ------
+    ValueError
+        On another value (naming up to five with their row counts, and the allowed ones), no
+        train or test rows, or a class with fewer than 2 rows in some split (naming it).
+    """
+    names = list(classes) if classes is not None else list(range(int(y.max()) + 1))
+    norm = np.array(["" if pd.isna(v) else str(v).strip().lower() for v in values], dtype=object)
+    bad = ~np.isin(norm, SPLIT_NAMES)
+    if bad.any():
+        found = pd.Series(values[bad].to_numpy(dtype=object)).value_counts(dropna=False)
+        shown = ", ".join(f"{'(missing)' if pd.isna(v) else repr(v)} ({k} rows)" for v, k in found.head(5).items())
+        raise ValueError(f"split column {cfg.column!r} has value(s) {shown}{' ...' if len(found) > 5 else ''}; "
+                         f"allowed: train, val, test (any case; val may be left out)")
+    ids = {s: np.flatnonzero(norm == s) for s in SPLIT_NAMES}
+    for s in ("train", "test"):
+        if not len(ids[s]):
+            raise ValueError(f"split column {cfg.column!r} has no {s!r} rows; it needs train and test rows")
+    hint = "; or move rows between the predefined splits"
+    if not len(ids["val"]):
+        v = cfg.val / (1 - cfg.test)
+        got, need = np.bincount(y[ids["train"]], minlength=len(names)), _carve_rows(v)
+        if got.min() < need:
+            k = int(got.argmin())
+            raise ValueError(f"class {names[k]!r} has {got[k]} row(s) in the train split; carving val from train "
+                             f"needs >= {need} of every class (or give val rows in split column {cfg.column!r}){hint}")
+        train, val = train_test_split(ids["train"], test_size=v, stratify=y[ids["train"]], random_state=cfg.seed)
+        ids["train"], ids["val"] = np.sort(train), np.sort(val)
+    _check_split_counts(y, ids, names, hint)
+    return ids
+
+
+def _carve_rows(v: float) -> int:
+    """The fewest rows of a class for a stratified carve of fraction ``v`` to leave each side
+    :data:`MIN_ROWS_PER_SPLIT` even in the worst rounding (see :func:`min_class_rows`)."""
+    n = 2 * MIN_ROWS_PER_SPLIT
+    while min(math.floor(n * v), n - math.floor(n * v) - 1) < MIN_ROWS_PER_SPLIT:
+        n += 1
+    return n
 
 
 def _identity(x):
@@ -116,11 +178,17 @@ class TextPipeline:
         n_cut = sum(len(t) > k for t in toks)
         return [t[:k] for t in toks], n_cut
 
-    def fit(self, tokens: list[list[str]]) -> "TextPipeline":
-        self.vectorizer_ = TfidfVectorizer(
+    def make_vectorizer(self, vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
+        """The unfitted TF-IDF vectorizer of this config over token lists (``vocabulary``: a fixed
+        one, as when restoring a saved pipeline)."""
+        return TfidfVectorizer(
             analyzer="word", tokenizer=_identity, preprocessor=_identity, token_pattern=None,
             lowercase=False, ngram_range=(1, self.cfg.ngram_max), min_df=self.cfg.min_df,
-            max_features=self.cfg.max_features, sublinear_tf=self.cfg.sublinear_tf, dtype=np.float32)
+            max_features=self.cfg.max_features, sublinear_tf=self.cfg.sublinear_tf, dtype=np.float32,
+            vocabulary=vocabulary)
+
+    def fit(self, tokens: list[list[str]]) -> "TextPipeline":
+        self.vectorizer_ = self.make_vectorizer()
         try:
             self.vectorizer_.fit(tokens)
         except ValueError:  # no text at all, or no n-gram in min_df train rows: only the reserved ids
@@ -151,7 +219,8 @@ class TabularPipeline:
     """Categorical codes with missing/unknown buckets and scaled numerics; fit on train only.
 
     ``fit(df)`` learns ``levels_`` (per column, level -> code), ``medians_``, ``means_``,
-    ``stds_``. ``transform(df)`` returns ``cat (n, n_cat) int64`` and
+    ``stds_`` and ``dtypes_`` (per categorical column, its dtype in train; see :meth:`align`).
+    ``transform(df)`` returns ``cat (n, n_cat) int64`` and
     ``num (n, 2 * n_num) float32`` (scaled values, then 0/1 missing flags). A numeric cell that
     is +-inf or beyond float32's range, as read or once scaled, counts as missing (imputed and
     flagged), so ``num`` is always finite; :meth:`count_nonfinite` counts such cells.
@@ -163,6 +232,7 @@ class TabularPipeline:
         self.cfg, self.categorical, self.numeric = cfg, list(categorical), list(numeric)
 
     def fit(self, df: pd.DataFrame) -> "TabularPipeline":
+        self.dtypes_ = {c: str(df[c].dtype) for c in self.categorical}
         self.levels_ = {}
         for c in self.categorical:
             counts = df[c].dropna().astype(str).value_counts()
@@ -185,6 +255,19 @@ class TabularPipeline:
         ``MISSING``; ``num (2 * n_num,)`` the scaled train medians, then flags of 1."""
         num = np.concatenate([(self.medians_ - self.means_) / self.stds_, np.ones(len(self.numeric))])
         return np.full(len(self.categorical), self.MISSING, dtype=np.int64), num.astype(np.float32)
+
+    def align(self, df: pd.DataFrame) -> pd.DataFrame:
+        """New rows' categorical columns in the number kind seen in train, so that a level is
+        spelled as in ``levels_``: a file whose integer codes hold a blank cell is read as floats
+        (``1077.0``), and codes read as integers meet train levels read as floats (``1077.0``)."""
+        out = df.copy()
+        for c, dtype in self.dtypes_.items():
+            col, kind = out[c], pd.api.types.pandas_dtype(dtype).kind
+            if col.dtype.kind == "f" and kind != "f" and (col.dropna() == col.dropna().round()).all():
+                out[c] = col.astype("Int64")
+            elif col.dtype.kind in "iu" and kind == "f":
+                out[c] = col.astype(float)
+        return out
 
     def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         cat = np.zeros((len(df), len(self.categorical)), dtype=np.int64)
@@ -278,7 +361,8 @@ def prepare(cfg: Config, df: pd.DataFrame | None = None) -> Prepared:
         From :func:`validate_frame` / :func:`make_split` on bad data.
     """
     ds = cfg.dataset
-    df = load_frame(ds, cfg.base_dir) if df is None else validate_frame(df, ds)
+    extra = (cfg.split.column,) if cfg.split.column else ()
+    df = load_frame(ds, cfg.base_dir, extra) if df is None else validate_frame(df, ds, extra=extra)
     orig_ids = np.arange(len(df))
     if 0 < ds.subsample < len(df):
         df = df.sample(n=ds.subsample, random_state=cfg.split.seed).sort_index()
@@ -286,7 +370,8 @@ def prepare(cfg: Config, df: pd.DataFrame | None = None) -> Prepared:
         df = df.reset_index(drop=True)
     classes = sorted(df[ds.label].unique().tolist())
     y = df[ds.label].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
-    ids = make_split(y, cfg.split, classes)
+    ids = (predefined_split(df[cfg.split.column], y, cfg.split, classes) if cfg.split.column
+           else make_split(y, cfg.split, classes))
     texts, text_missing = _join_text(df, ds.text) if ds.text else ([None] * len(df), np.ones(len(df), bool))
     textp, tabp = TextPipeline(cfg.text), TabularPipeline(cfg.tabular, ds.categorical, ds.numeric)
     tokens, n_cut = textp.tokenize(texts)
@@ -332,6 +417,17 @@ def data_warnings(stats: dict, cfg: Config, classes: list, text_vocabulary: bool
         out.append(f"text columns {cfg.dataset.text}: no word n-gram occurs in at least text.min_df = "
                    f"{cfg.text.min_df} train rows; the text modality only tells whether a row has text")
     return out
+
+
+def encode_rows(df: pd.DataFrame, ds: DatasetConfig, text: TextPipeline, tabular: TabularPipeline) -> SplitData:
+    """New rows through fitted pipelines, as :func:`prepare` encodes a split: no text -> the
+    missing-text id, a missing cell -> missing, an unseen category -> unknown. ``row_ids`` are
+    ``0..n-1`` (input order) and ``y`` zeros (no label needed)."""
+    texts, missing = _join_text(df, ds.text) if ds.text else ([None] * len(df), np.ones(len(df), bool))
+    tokens, _ = text.tokenize(texts)
+    cat, num = tabular.transform(tabular.align(df))
+    n = len(df)
+    return SplitData(np.arange(n), tokens, missing, text.transform(tokens, missing), cat, num, np.zeros(n, np.int64))
 
 
 def to_inputs(split: SplitData, idx: np.ndarray | None = None) -> dict[str, tuple[torch.Tensor, ...]]:

