@@ -165,7 +165,7 @@ class StudyConfig:
     corrupt_levels: list[float] = field(default_factory=lambda: [0.3, 0.6, 1.0])
     truncate_levels: list[int] = field(default_factory=lambda: [32, 8, 2])
     references: bool = True
-    bootstrap: int = 1000
+    bootstrap: int = 2000  # resamples of every two-level interval (Monte-Carlo error of a bound ~0.0001)
     # weights of Parts 1, 2, 4 and the fitted preprocessing under results/<study>/models/ (predict.py)
     save_models: bool = True
 
@@ -175,7 +175,8 @@ class ReportConfig:
     """Decision rules of the report, fixed before any result is seen and stored with the results.
 
     ``margin``: a paired difference in test ROC-AUC is "helps" when its 95% interval lies above
-    ``+margin``, "hurts" when below ``-margin``, else "no measurable difference" (0.005 = the
+    ``+margin``, "hurts" when below ``-margin``, "equivalent" when inside ``±margin``, else
+    "inconclusive" (0.005 = the
     size of a ROC-AUC standard error on ~3,500 test rows, see docs/stability.md).
     ``dominance_gap``: one unimodal model "clearly dominates" the other when ahead by more than this.
     ``collapse_tolerance``: a removal that moves ROC-AUC by less than this (or the seed std, if

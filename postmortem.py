@@ -11,13 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2
+from sklearn.metrics import cohen_kappa_score
 
 from analysis import CLEAN_LEVEL, eval_frame, imbalance_points, scaling_slopes, unimodal, unimodal_name
 from figures import figure_forest
 from formats import ci_cell, fmt_d, fmt_iv, fmt_int, md_table
 from records import StudyResults, load_study
 from render import environment, rules, summary_of
-from verdicts import (HELPS, HURTS, baselines, difference, gains_table, predicted_gain, situation, subset_interval,
+from verdicts import (EQUIVALENT, HELPS, HURTS, INCONCLUSIVE, baselines, difference, gains_table, predicted_gain, situation, subset_interval,
                       value)
 
 
@@ -28,19 +30,24 @@ def _study_facts(res: StudyResults, s: pd.DataFrame, margin: float) -> dict:
     about = f"text: {', '.join(ds['text']) or 'none'}; tabular: {', '.join(ds['categorical'] + ds['numeric']) or 'none'}"
     base, g = baselines(s), gains_table(res, s, margin)
     out = {"name": res.name, "about": about, "best": s.sort_values("test_roc_auc_mean", ascending=False).iloc[0],
-           "fusion": None, "classical": None, "gains": g, "neural_help": [], "classical_help": [],
+           "fusion": None, "runner_up": None, "classical": None, "gains": g, "neural": {}, "classical_by": {},
            "beat_classical": [], "classical_wins": False, "best_fused": None}
     if "early_concat" in set(s.model) and base["unimodal"]:
         out["fusion"] = {"vs": base["unimodal"], "d": difference(res, ("early_concat", "test", ""),
                                                                   (base["unimodal"], "test", ""), margin)}
+        one = s[~s.modalities.str.contains(r"\+", regex=True) & (s.regime == "plain")].sort_values(
+            "val_roc_auc_mean", ascending=False)
+        if len(one) > 1:  # how much the verdict depends on which unimodal model won on validation
+            r1, r2 = one.iloc[0], one.iloc[1]
+            out["runner_up"] = {"name": r2.model, "val_gap": r1.val_roc_auc_mean - r2.val_roc_auc_mean,
+                                "d": difference(res, ("early_concat", "test", ""), (r2.model, "test", ""), margin)}
     if base["classical"] and "early_concat" in set(s.model):
         out["classical"] = {"name": base["classical"], "d": difference(res, (base["classical"], "test", ""),
                                                                         ("early_concat", "test", ""), margin)}
     if not g.empty:
-        neural = g[g.kind != "reference"]
-        out.update(neural_help=list(neural[neural.unimodal_verdict == HELPS].model),
-                   classical_help=list(g[(g.kind == "reference") & (g.unimodal_verdict == HELPS)].model),
-                   beat_classical=list(neural[neural.classical_verdict == HELPS].model))
+        neural, cls = g[g.kind != "reference"], g[g.kind == "reference"]
+        by = lambda d: {v: list(d[d.unimodal_verdict == v].model) for v in (HELPS, EQUIVALENT, INCONCLUSIVE, HURTS)}  # noqa: E731
+        out.update(neural=by(neural), classical_by=by(cls), beat_classical=list(neural[neural.classical_verdict == HELPS].model))
         fused = s[s.model.isin(g.model)].sort_values("test_roc_auc_mean", ascending=False)
         out["best_fused"] = fused.model.iloc[0]
         out["classical_wins"] = fused.kind.iloc[0] == "reference"
@@ -87,8 +94,16 @@ def _q2(res: StudyResults, s: pd.DataFrame, margin: float) -> tuple[str, dict]:
     top = fused.iloc[0] if len(fused) else None
     return md_table(pd.DataFrame(rows)), {"top": top.model if top is not None else "none",
                                           "top_kind": top.kind if top is not None else "",
-                                          "helps": [m for m, v in verdicts.items() if v == HELPS],
-                                          "hurts": [m for m, v in verdicts.items() if v == HURTS]}
+                                          "by": {x: [m for m, v in verdicts.items() if v == x]
+                                                 for x in (HELPS, EQUIVALENT, INCONCLUSIVE, HURTS)}}
+
+
+def _majority_share(res: StudyResults, model: str, pos_rate: float) -> float:
+    """Share of test rows a fused model assigns to the majority class at 0.5 with the tabular side
+    removed (seed mean; binary labels)."""
+    p = [res.preds[r.run_key].proba("remove:tabular", 2)[:, 1] for r in res.runs
+         if r.model == model and r.training.regime != "weakened" and "remove:tabular" in res.preds[r.run_key].perturbed]
+    return float(np.mean([np.mean((x >= 0.5) == (pos_rate >= 0.5)) for x in p])) if p else float("nan")
 
 
 def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
@@ -105,16 +120,16 @@ def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
              "rows without text": fmt_d(subset_interval(res, m, rows_missing), False) if len(rows_missing) else "n/a"}
             for m in fused]
     ut, ub = unimodal_name(s, "text"), unimodal_name(s, "tabular")
-    removed = np.stack([res.preds[r.run_key].proba("remove:tabular", 2)[:, 1] for r in res.runs
-                        if r.model == "early_concat" and r.training.regime == "plain"])
     pos_rate = float(np.mean(np.asarray(res.split["y_test"]) == 1))
-    majority = float(np.mean((removed >= 0.5) == (pos_rate >= 0.5)))
+    share = {m: _majority_share(res, m, pos_rate) for m in fused}
+    majority = share["early_concat"]
     acc = float(ev[(ev.model == "early_concat") & (ev.perturbation == "remove") & (ev.modality == "tabular")].accuracy.mean())
     out = {"table": md_table(pd.DataFrame(rows)), "n_missing": len(rows_missing), "uni_tab": ub, "uni_text": ut,
            "no_text": value(res, "early_concat", "remove:text"), "no_tab": value(res, "early_concat", "remove:tabular"),
            "vs_tab": difference(res, ("early_concat", "remove:text", ""), (ub, "test", ""), margin),
            "vs_text": difference(res, ("early_concat", "remove:tabular", ""), (ut, "test", ""), margin),
            "majority": majority if majority >= 0.98 else None, "acc": acc, "pos_rate": pos_rate,
+           "also_majority": [m for m, v in share.items() if v >= 0.98 and m != "early_concat"],
            "moddrop": None, "moddrop_p": res.config["study"]["moddrop_p"]}
     md = s[(s.regime == "moddrop") & (s.fusion == "early_concat")].model
     if len(md):
@@ -142,7 +157,13 @@ def _q4(res: StudyResults, s: pd.DataFrame) -> tuple[str, dict]:
         "worst": worst.model, "worst_std": worst.test_roc_auc_std, "diverged": int(s.diverged.sum()), "runs": int(s.seeds.sum()),
         "text_epochs": float(np.mean([r.best_epoch for r in text_runs])) if text_runs else float("nan"),
         "tab_epochs": float(unimodal(s, "tabular").epochs_to_best_mean.mean()),
-        "text_overfits": bool(text_runs) and np.mean([r.best_epoch < r.epochs_run for r in text_runs]) >= 0.5}
+        "text_overfits": bool(text_runs) and np.mean([r.best_epoch < r.epochs_run for r in text_runs]) >= 0.5,
+        "max_epochs": res.config["train"]["max_epochs"], "seeds": int(uni.seeds.max()),
+        # the 95% chi-square interval of a standard deviation from k seeds, as multiples of it
+        "std_range": [float(np.sqrt((int(uni.seeds.max()) - 1) / chi2.ppf(q, int(uni.seeds.max()) - 1))) for q in (0.975, 0.025)],
+        "at_cap": {r.model: sum(x.best_epoch == res.config["train"]["max_epochs"] for x in res.runs
+                                if x.model == r.model and x.training.regime == "plain")
+                   for r in s.itertuples() if r.epochs_to_best_max == res.config["train"]["max_epochs"]}}
 
 
 def _q5(res: StudyResults, s: pd.DataFrame) -> dict | None:
@@ -179,20 +200,31 @@ def _situations(res: StudyResults, s: pd.DataFrame) -> list[tuple[str, dict, str
 
 
 def _q6(studies: list[tuple[StudyResults, pd.DataFrame]], margin: float) -> tuple[str, dict]:
-    rows, hits, pred_help, meas_help = [], 0, 0, 0
+    """Predicted (validation, before fusing) against measured (test, early fusion trained) in every
+    situation; scored against the constant prediction and with Cohen's kappa."""
+    rows, pred, meas, optimism = [], [], [], []
     for res, s in studies:
         for name, uni, tag, seeds in _situations(res, s):
-            meas = situation(res, "early_concat", uni, tag, margin, seeds)
-            pred = predicted_gain(res, uni, meas["seeds"], margin)
-            hit = (pred["verdict"] == HELPS) == (meas["gain"]["verdict"] == HELPS)
-            hits, pred_help, meas_help = hits + hit, pred_help + (pred["verdict"] == HELPS), meas_help + meas["adapts"]
-            rows.append({"situation": name, "seeds": str(len(meas["seeds"])),
-                         "predicted: logit average − better unimodal (val)": fmt_d(pred), "predicted": pred["verdict"],
-                         "measured: early_concat − stronger unimodal (test)": fmt_d(meas["gain"]),
-                         "measured": meas["gain"]["verdict"], "match": "yes" if hit else "no"})
-    n = len(rows)
-    return md_table(pd.DataFrame(rows)) if rows else "No situation with both unimodal models and early fusion.", {
-        "hits": hits, "n": n, "rate": hits / n if n else float("nan"), "pred_help": pred_help, "meas_help": meas_help}
+            m = situation(res, "early_concat", uni, tag, margin, seeds)
+            p = predicted_gain(res, uni, m["seeds"], margin)
+            t = predicted_gain(res, uni, m["seeds"], margin, split="test")
+            pred.append(p["verdict"] == HELPS)
+            meas.append(m["gain"]["verdict"] == HELPS)
+            optimism.append(p["value"] - t["value"])
+            rows.append({"situation": name, "seeds": str(len(m["seeds"])),
+                         "predicted: logit average − better unimodal (val)": f"{fmt_d(p)} {p['verdict']}",
+                         "same estimator on test": fmt_d(t),
+                         "measured: early_concat − stronger unimodal (test)": f"{fmt_d(m['gain'])} {m['gain']['verdict']}",
+                         "match (helps or not)": "yes" if pred[-1] == meas[-1] else "no"})
+    n, pred, meas = len(rows), np.array(pred), np.array(meas)
+    if not n:
+        return "No situation with both unimodal models and early fusion.", {"n": 0}
+    kappa = float(cohen_kappa_score(meas, pred)) if len(set(pred) | set(meas)) > 1 else float("nan")
+    return md_table(pd.DataFrame(rows)), {
+        "hits": int((pred == meas).sum()), "n": n, "rate": float((pred == meas).mean()),
+        "pred_help": int(pred.sum()), "meas_help": int(meas.sum()),
+        "constant": max(int(meas.sum()), n - int(meas.sum())), "constant_says": "helps" if meas.mean() > 0.5 else "does not help",
+        "kappa": kappa, "optimistic": int(np.sum(np.array(optimism) > 0)), "optimism": float(np.mean(optimism))}
 
 
 def _contrast_sentence(facts: dict) -> str:

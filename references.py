@@ -257,6 +257,12 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "ref_late_avg": ("tabular", "text"), "ref_stack_gbdt": ("tabular", "text")}
 
 
+# References whose fit depends on a random seed (gradient boosting's early-stopping split, the
+# stacking's folds): fit once per study seed, like the neural models, so their intervals carry seed
+# variation too. The logistic regressions (lbfgs) are deterministic: one fit.
+SEEDED = ("ref_hist_gbdt", "ref_late_avg", "ref_stack_gbdt")
+
+
 def fit_references(prep: Prepared, names: list[str] | None = None, seed: int = 0) -> list[Reference]:
     """Fit the references ``names`` (default: all) that the data's modalities allow.
 

@@ -21,7 +21,7 @@ from figures import figure_fusion_weights, figure_scaling, figure_val_curves
 from formats import fmt_ci, fmt_int as _int, fmt_iv, md_table
 from records import StudyResults
 from render_robustness import part3_context, part5_context
-from verdicts import HELPS, HURTS, difference, gains_table, with_intervals
+from verdicts import EQUIVALENT, HELPS, HURTS, INCONCLUSIVE, difference, gains_table, with_intervals
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -105,6 +105,7 @@ def gains_context(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | N
     neural = g[g.kind != "reference"]
     return {"table": md_table(pd.DataFrame(rows)), "unimodal": g.vs_unimodal.iloc[0], "classical": g.vs_classical.iloc[0],
             "neural_help": list(neural[neural.unimodal_verdict == HELPS].model),
+            "by_verdict": {v: list(neural[neural.unimodal_verdict == v].model) for v in (HELPS, EQUIVALENT, INCONCLUSIVE, HURTS)},
             "beat_classical": list(neural[neural.classical_verdict == HELPS].model),
             "lose_classical": list(neural[neural.classical_verdict == HURTS].model)}
 
@@ -133,7 +134,7 @@ def part4_context(res: StudyResults, s: pd.DataFrame, margin: float, figdir: Pat
                          f"{(r.test_roc_auc_mean - best_uni.test_roc_auc_mean) / k:+.5f}"})
     ctx = {"table": md_table(pd.DataFrame(rows)),
            "top": s[s.model.isin(simple + variants)].sort_values("test_roc_auc_mean", ascending=False).iloc[0],
-           "better": [m for m, v in verdicts.items() if v == HELPS], "worse": [m for m, v in verdicts.items() if v == HURTS],
+           "by_verdict": {x: [m for m, v in verdicts.items() if v == x] for x in (HELPS, EQUIVALENT, INCONCLUSIVE, HURTS)},
            "weights": None, "scaling": None}
     w = fusion_weight_stats(res.runs)
     if not w.empty:

@@ -132,11 +132,12 @@ def part3_context(res: StudyResults, s: pd.DataFrame, rl: dict, figdir: Path, re
             "dominance": _dominance(res, dom, fused, rl["margin"]), "permutations": res.config["study"]["permutations"]}
 
 
-def _sweep_rows(res: StudyResults, s: pd.DataFrame, pts: pd.DataFrame, kind: str, mod: str, margin: float) -> list:
+def _sweep_rows(res: StudyResults, s: pd.DataFrame, pts: pd.DataFrame, kind: str, mod: str,
+                margin: float) -> tuple[list[dict], dict]:
     other = "tabular" if mod == "text" else "text"
     own, oth = unimodal_name(s, mod), unimodal_name(s, other)
     seeds = tuple(sorted({r.seed for r in res.runs if r.training.regime == "weakened"}))
-    rows = []
+    rows, strong_seen, val_seen = [], [], []
     p = pts[(pts.kind == kind) & (pts.modality == mod)]
     for level in dict.fromkeys(p.level):
         tag = "" if level == str(CLEAN_LEVEL[kind]) else f"{kind}:{mod}:{level}"
@@ -145,27 +146,31 @@ def _sweep_rows(res: StudyResults, s: pd.DataFrame, pts: pd.DataFrame, kind: str
                 rows.append({"level": level, "model": m, "verdict": f"n/a: no {own or mod + '_only'} trained at this level"})
                 continue
             sit = situation(res, m, {mod: (own, tag), other: (oth, "")}, tag, margin, seeds)
-            flags = [f"over-relies on {sit['strong']}"] * sit["over_relies"] + [f"collapses (ignores {sit['weak']})"] * sit["collapses"]
+            flags = [f"over-relies on {sit['strong']}"] * sit["over_relies"] + \
+                [f"collapses ({sit['weak']} adds < margin)"] * sit["collapses"]
+            strong_seen.append(sit["strong"] == mod)
+            val_seen.append(sit["val"][mod])
             verdict = {"helps": "adapts"}.get(sit["gain"]["verdict"], sit["gain"]["verdict"])
             rows.append({"level": level, "model": m, "seeds": str(len(sit["seeds"])), "strong (val)": sit["strong"],
                          "fused − strong modality's model [95%]": fmt_d(sit["gain"]),
                          "without strong − weak's model [95%]": fmt_d(sit["rely"]),
                          "weak modality's contribution [95%]": fmt_d(sit["use"]),
                          "verdict": " + ".join([verdict] + flags)})
-    return rows
+    stays = bool(strong_seen) and all(strong_seen)
+    return rows, {"stays_strong": stays, "val_range": f"{min(val_seen):.4f}–{max(val_seen):.4f}" if val_seen else ""}
 
 
 def part5_context(res: StudyResults, s: pd.DataFrame, rl: dict, figdir: Path, rel) -> dict | None:
     """Per sweep and level: each fused model against the unimodal models on the same seeds, with
-    adapts / hurts / no measurable difference, over-reliance and collapse (``verdicts.situation``)."""
+    adapts / equivalent / inconclusive / hurts, over-reliance and collapse (``verdicts.situation``)."""
     pts = imbalance_points(res)
     if pts.empty:
         return None
     sweeps = []
     for (kind, mod), title in SWEEP_TITLES.items():
-        rows = _sweep_rows(res, s, pts, kind, mod, rl["margin"])
+        rows, extra = _sweep_rows(res, s, pts, kind, mod, rl["margin"])
         if rows:
-            sweeps.append({"modality": mod, "title": title, "table": md_table(pd.DataFrame(rows))})
+            sweeps.append({"modality": mod, "title": title, "table": md_table(pd.DataFrame(rows)), **extra})
     f1 = figure_imbalance(pts, "auc", "test ROC-AUC (seed mean)", figdir / "imbalance_scores.png", refs=True)
     f2 = figure_imbalance(pts, "weak_share", "Shapley share of the weakened modality", figdir / "imbalance_shapley.png", refs=False)
     seeds = sorted({r.seed for r in res.runs if r.training.regime == "weakened"})

@@ -38,7 +38,7 @@ from fusion import parameter_scaling
 from loop import background_rows, fit, forward_batches, make_model, predict, predict_marginal
 from metrics import best_f1_threshold, classification_metrics, f1_at_threshold
 from records import EvalRecord, PredictionRecord, RunRecord, RunStore, Training
-from references import REFERENCES, fit_references, late_average, single_column_auc
+from references import REFERENCES, SEEDED, fit_references, late_average, single_column_auc
 from saving import models_dir, save_preprocessing, save_weights
 
 PART_OF = {"text_only": "part1", "tabular_only": "part1", "early_concat": "part2", "late_logit_avg": "part2"}
@@ -274,17 +274,19 @@ def late_ensemble(prep: Prepared, cfg: Config, store: RunStore, seed: int) -> tu
 
 def reference_runs(prep: Prepared, cfg: Config, skip: set[str] = frozenset()) -> list[tuple[RunRecord, PredictionRecord]]:
     """Classical references on the same split (``references.py``): the unimodal ones and the
-    classical early, late and stacked fusions the data's modalities allow; each one record."""
-    names = [n for n in REFERENCES if f"{n}|seed=0|cfg={cfg.fingerprint()}" not in skip]
-    with threadpool_limits(cfg.train.threads):  # HistGradientBoosting's OpenMP would take every core
-        refs = fit_references(prep, names, seed=0) if names else []
-    out = []
-    for ref in refs:
-        key = f"{ref.name}|seed=0|cfg={cfg.fingerprint()}"
-        rec = make_record(cfg, key, ref.name, "reference", ref.modalities, ref.fusion, "reference", 0, ref.proba,
-                          prep.splits, params={"total": ref.params}, train_seconds=ref.seconds,
-                          estimator=ref.estimator)
-        out.append((rec, PredictionRecord.of(key, ref.proba)))
+    classical early, late and stacked fusions the data's modalities allow; each one record. The
+    seed-dependent ones (``references.SEEDED``) are fit once per study seed, the others once."""
+    fp, out = cfg.fingerprint(), []
+    for i, seed in enumerate(cfg.study.seeds):
+        names = [n for n in REFERENCES if (i == 0 or n in SEEDED) and f"{n}|seed={seed}|cfg={fp}" not in skip]
+        with threadpool_limits(cfg.train.threads):  # HistGradientBoosting's OpenMP would take every core
+            refs = fit_references(prep, names, seed=seed) if names else []
+        for ref in refs:
+            key = f"{ref.name}|seed={seed}|cfg={fp}"
+            rec = make_record(cfg, key, ref.name, "reference", ref.modalities, ref.fusion, "reference", seed,
+                              ref.proba, prep.splits, params={"total": ref.params}, train_seconds=ref.seconds,
+                              estimator=ref.estimator)
+            out.append((rec, PredictionRecord.of(key, ref.proba)))
     return out
 
 

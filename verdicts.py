@@ -7,7 +7,9 @@ drawn with replacement; ``metrics.seed_draws`` and ``metrics.bootstrap_counts``;
 share seeds, the same seed draws. A deterministic reference has one "seed", so its interval is the
 test-row interval alone. The rule, fixed in ``[report]`` before any result is seen
 (``config.ReportConfig``): a difference *helps* when its 95% interval lies above ``+margin``,
-*hurts* when it lies below ``-margin``, and is *no measurable difference* otherwise.
+*hurts* when it lies below ``-margin``, is *equivalent* when the whole interval lies within
+``±margin`` (an equivalence test: no difference as large as the margin), and is *inconclusive*
+otherwise (the data cannot tell whether it exceeds the margin).
 
 Pure: numbers in, numbers and verdict labels out.
 """
@@ -20,17 +22,20 @@ from sklearn.metrics import roc_auc_score
 from metrics import bootstrap_counts, interval, per_seed_auc, per_seed_metric, seed_average, seed_draws
 from records import StudyResults
 
-HELPS, HURTS, NO_DIFF = "helps", "hurts", "no measurable difference"
+HELPS, HURTS, EQUIVALENT, INCONCLUSIVE = "helps", "hurts", "equivalent", "inconclusive"
 
 
 def rule(lo: float, hi: float, margin: float) -> str:
-    """The decision rule: ``helps`` if ``lo > margin``, ``hurts`` if ``hi < -margin``, else
-    ``no measurable difference`` (also when the interval is undefined)."""
-    if lo == lo and lo > margin:
+    """The decision rule on a 95% interval ``[lo, hi]`` of a difference: ``helps`` if
+    ``lo > margin``, ``hurts`` if ``hi < -margin``, ``equivalent`` if ``-margin <= lo`` and
+    ``hi <= margin``, else ``inconclusive`` (also when the interval is undefined)."""
+    if lo != lo or hi != hi:
+        return INCONCLUSIVE
+    if lo > margin:
         return HELPS
-    if hi == hi and hi < -margin:
+    if hi < -margin:
         return HURTS
-    return NO_DIFF
+    return EQUIVALENT if -margin <= lo and hi <= margin else INCONCLUSIVE
 
 
 def runs_of(res: StudyResults, model: str, weaken: str = "") -> list:
@@ -232,21 +237,23 @@ def _logits(p: np.ndarray) -> np.ndarray:
     return np.log(np.clip(p, 1e-12, 1.0))
 
 
-def predicted_gain(res: StudyResults, uni: dict[str, tuple[str, str]], seeds, margin: float) -> dict:
-    """Is fusion worth it, predicted *before fusing*, from the two unimodal models' validation
-    predictions alone: the paired gain on validation rows of their logit average (per seed;
+def predicted_gain(res: StudyResults, uni: dict[str, tuple[str, str]], seeds, margin: float,
+                   split: str = "val") -> dict:
+    """Is fusion worth it, predicted *before fusing*, from the two unimodal models' predictions on
+    ``split`` (validation by default) alone: the paired gain of their logit average (per seed;
     softmax of the mean log-probability) over the better of the two (picked on validation), with
-    the same two-level interval and rule as every measured verdict."""
-    ps = {m: probas(res, u[0], "val", u[1], seeds) for m, u in uni.items()}
+    the same two-level interval and rule as every measured verdict. ``split="test"`` gives the
+    same estimator on test, to measure how optimistic the validation estimate is."""
+    ps = {m: probas(res, u[0], split, u[1], seeds) for m, u in uni.items()}
     k = max(len(p) for p in ps.values())
     ps = {m: np.broadcast_to(p, (k, *p.shape[1:])) for m, p in ps.items()}
     avg = np.exp(sum(_logits(p) for p in ps.values()) / len(ps))
     avg = avg / avg.sum(axis=2, keepdims=True)
     val = {m: _val_auc(res, *u, seeds) for m, u in uni.items()}
     best = max(val, key=val.get)
-    name = ("late_avg_val",) + tuple(sorted(uni.values())) + (tuple(seeds or ()),)
-    t_avg = (*_per_seed(res, name, avg, "val"), tuple(seeds or ()))
-    t_best = term(res, uni[best][0], "val", uni[best][1], seeds)
+    name = ("late_avg", split) + tuple(sorted(uni.values())) + (tuple(seeds or ()),)
+    t_avg = (*_per_seed(res, name, avg, split), tuple(seeds or ()))
+    t_best = term(res, uni[best][0], split, uni[best][1], seeds)
     out = combine([(1.0, t_avg), (-1.0, t_best)])
     return {**out, "verdict": rule(out["lo"], out["hi"], margin), "better": best}
 

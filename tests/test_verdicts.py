@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from metrics import bootstrap_counts, interval, per_seed_auc
-from verdicts import HELPS, HURTS, NO_DIFF, combine, rule
+from verdicts import EQUIVALENT, HELPS, HURTS, INCONCLUSIVE, combine, rule
 
 
 def _scores(rng, n, separations):
@@ -16,9 +16,10 @@ def _term(y, scores, counts, seeds=None):
 
 
 def test_rule_needs_the_whole_interval_beyond_the_margin():
-    assert rule(0.006, 0.02, 0.005) == HELPS and rule(0.004, 0.02, 0.005) == NO_DIFF
-    assert rule(-0.02, -0.006, 0.005) == HURTS and rule(-0.02, -0.004, 0.005) == NO_DIFF
-    assert rule(float("nan"), float("nan"), 0.005) == NO_DIFF
+    assert rule(0.006, 0.02, 0.005) == HELPS and rule(0.004, 0.02, 0.005) == INCONCLUSIVE
+    assert rule(-0.02, -0.006, 0.005) == HURTS and rule(-0.02, -0.004, 0.005) == INCONCLUSIVE
+    assert rule(-0.004, 0.0049, 0.005) == EQUIVALENT and rule(0.001, 0.004, 0.005) == EQUIVALENT
+    assert rule(float("nan"), float("nan"), 0.005) == INCONCLUSIVE
 
 
 def test_a_model_minus_itself_is_exactly_zero():
