@@ -356,6 +356,9 @@ def load_config(dataset: str | Path = CONFIG_DIR / "clothing.toml", profile: str
     """
     dataset = Path(dataset)
     prof_path = CONFIG_DIR / f"{profile}.toml"
+    if dataset.is_file() and dataset.suffix != ".toml":
+        raise ValueError(f"--data {dataset}: expected a TOML spec (or a dataset folder), got a {dataset.suffix or 'plain'} "
+                         "file; describe the table in a TOML file whose [dataset] source points to it (see README)")
     for p in (dataset, prof_path):
         if not (p.is_file() or (p is dataset and p.is_dir())):
             raise FileNotFoundError(f"config file {p} not found"

@@ -16,7 +16,7 @@ import pandas as pd
 
 from analysis import (best_unimodal, disagreement, fusion_weight_stats, part_table, plain, scaling_slopes,
                       summarize, unimodal)
-from config import ReportConfig
+from config import ROOT, ReportConfig
 from figures import figure_fusion_weights, figure_scaling, figure_val_curves
 from formats import fmt_ci, fmt_int as _int, fmt_iv, md_table
 from records import StudyResults
@@ -164,6 +164,13 @@ def data_context(res: StudyResults, rl: dict) -> dict:
             "minority": res.split["classes"][int(np.argmin(np.bincount(y, minlength=len(res.split["classes"]))))]}
 
 
+def _from_root(folder: Path) -> str:
+    """A results folder as the commands in the report should name it: relative to the repository
+    root when inside it (commands run from there), else absolute."""
+    folder = Path(folder).resolve()
+    return str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder)
+
+
 def summary_of(res: StudyResults) -> pd.DataFrame:
     """Per-model summary (not weakened) with the two-level interval of test ROC-AUC."""
     return with_intervals(res, summarize(plain(res.runs)))
@@ -175,15 +182,16 @@ def render_experiments(res: StudyResults, figdir: Path, relto: Path, s: pd.DataF
     s = summary_of(res) if s is None else s
     rel = lambda p: os.path.relpath(p, relto)  # noqa: E731
     rl = rules(res)
-    curve_models = list(s[s.part.isin(["part1", "part2"]) & (s.kind != "ensemble")].model)
+    curve_models = list(s[s.part.isin(["part1", "part2"]) & (s.kind != "ensemble") & (s.regime == "plain")].model)
     p12 = s[s.part.isin(["reference", "part1", "part2"])]
-    ctx = {"folder": rel(res.folder), "meta": res.meta, "st": res.split["stats"], "rules": rl,
+    ctx = {"folder": _from_root(res.folder), "meta": res.meta, "st": res.split["stats"], "rules": rl,
            "n_test": len(res.split["y_test"]), "n_boot": res.config["study"]["bootstrap"],
            "n_classes": len(res.split["classes"]), "marginal_k": res.config["study"].get("marginal_k", "K"),
            **data_context(res, rl), "mod": modalities_context(res, s, rl),
            "rank_table": md_table(_rank_table(p12)), "decision_table": md_table(_decision_table(p12)),
            "cost_table": md_table(_cost_table(p12)), "stability_table": md_table(_stability_table(p12)),
-           "val_fig": rel(figure_val_curves(res.runs, figdir / "val_loss_curves.png", curve_models)),
+           "val_fig": rel(figure_val_curves([r for r in res.runs if r.training.regime == "plain"],
+                                            figdir / "val_loss_curves.png", curve_models)),
            "gains": gains_context(res, s, rl["margin"]),
            "p4": part4_context(res, s, rl["margin"], figdir, rel), "p3": part3_context(res, s, rl, figdir, rel),
            "p5": part5_context(res, s, rl, figdir, rel),

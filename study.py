@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 import perturb
-from config import ROOT, UNIMODAL_NAMES, Config, model_parts
+from config import ROOT, UNIMODAL_NAMES, Config, StudyConfig, model_parts
 from data import Prepared, SplitData, prepare
 from fusion import parameter_scaling
 from loop import background_rows, fit, forward_batches, make_model, predict, predict_marginal
@@ -82,6 +82,28 @@ def usable_models(names: list[str], modalities: tuple[str, ...]) -> list[str]:
     fusions when there are two modalities (so the default list adapts to a one-modality dataset)."""
     return [n for n in names if (n.removesuffix("_only") in modalities if n.endswith("_only") and n in UNIMODAL_NAMES
                                  else len(modalities) > 1)]
+
+
+def check_models(cfg: Config, modalities: tuple[str, ...]) -> None:
+    """Refuse a model list the data cannot feed; accept the default list on one-modality data
+    with a note (only the unimodal model runs, so the study cannot answer its question).
+
+    Raises
+    ------
+    ValueError
+        If ``study.models`` was set and names a model needing a modality the data lacks (naming it),
+        or if no model at all can run.
+    """
+    dropped = [n for n in cfg.study.models if n not in usable_models([n], modalities)]
+    if not usable_models(cfg.study.models, modalities):
+        raise ValueError(f"study.models {cfg.study.models}: none can run on a dataset with modalities {list(modalities)}")
+    if dropped and cfg.study.models != StudyConfig().models:
+        raise ValueError(f"study.models lists {dropped}, which need{'s' if len(dropped) == 1 else ''} "
+                         f"{'two modalities' if len(modalities) < 2 else 'a modality the data lacks'}; the dataset has "
+                         f"{list(modalities)}")
+    if dropped:
+        print(f"note: the dataset has only {list(modalities)}: skipping {dropped}; with one modality the study "
+              "cannot say whether a second one helps")
 
 
 def plan(cfg: Config, modalities: tuple[str, ...] = ("tabular", "text")) -> dict[str, list[RunSpec]]:
@@ -357,13 +379,14 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
     trained by ``cfg.train.workers`` processes. Returns the results folder; prints per-part wall
     seconds and stores them in ``study.json``.
     """
-    folder = results_dir(cfg, out)
-    store, fp = RunStore(folder), cfg.fingerprint()
+    folder, fp = results_dir(cfg, out), cfg.fingerprint()
     t_start = time.perf_counter()
     code = git_hash()  # the code the study starts with, recorded in every record it writes
     _WORKER["git"] = code
     print(f"study {cfg.dataset.name!r} profile {cfg.profile!r} -> {folder}")
-    prep = prepare(cfg)
+    prep = prepare(cfg)  # bad data fails here, before any results folder exists
+    check_models(cfg, prep.modalities)
+    store = RunStore(folder)
     write_split(prep, folder)
     models = models_dir(folder, fp) if cfg.study.save_models else None
     if models is not None:

@@ -302,10 +302,18 @@ def validate_frame(df: pd.DataFrame, ds: DatasetConfig, where: str = "dataset",
         raise ValueError(f"{where}: column(s) {doubled} occur more than once in the data; rename them")
     for c in ds.numeric:
         if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
-            raise ValueError(f"{where}: numeric column {c!r} has dtype {df[c].dtype}, not a number; "
-                             "list it under categorical instead")
+            raise ValueError(_not_numeric(df[c], c, where))
     check_label(df[ds.label], where)
     return df[wanted + [c for c in extra if c not in wanted]].reset_index(drop=True)
+
+
+def _not_numeric(col: pd.Series, name: str, where: str) -> str:
+    """The error of a numeric column that holds text: its first offending cells and their rows."""
+    bad = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()]
+    cells = ", ".join(f"row {i}: {v!r}" for i, v in bad.head(3).items())
+    hint = ("fix or blank those cells (a blank cell is missing, which is fine)" if 0 < len(bad) <= 0.05 * len(col)
+            else "list it under categorical if it is not a number")
+    return f"{where}: numeric column {name!r} holds {len(bad)} cell(s) that are not numbers ({cells}); {hint}"
 
 
 def validate_rows(df: pd.DataFrame, ds: DatasetConfig, needed: list[str], where: str = "input") -> pd.DataFrame:
@@ -332,8 +340,7 @@ def validate_rows(df: pd.DataFrame, ds: DatasetConfig, needed: list[str], where:
         if df[c].isna().all():  # every cell missing: imputed like any missing cell
             df[c] = df[c].astype(float)
         if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
-            raise ValueError(f"{where}: numeric column {c!r} has dtype {df[c].dtype}, not a number "
-                             f"(e.g. {df[c].dropna().iloc[0]!r}); the study trained on numbers there")
+            raise ValueError(_not_numeric(df[c], c, where))
     return df[features].reset_index(drop=True)
 
 

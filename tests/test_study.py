@@ -7,6 +7,7 @@ import pytest
 
 from data import prepare
 from analysis import dominance, eval_frame
+from config import StudyConfig
 from records import RunStore, load_study
 from report import write_reports
 from study import RunSpec, eval_suite, plan, run_study, train_run
@@ -110,16 +111,24 @@ def test_multiclass_study_reports_without_crashing(tmp_path):
 
 
 def test_dataset_without_text_trains_tabular_models(tmp_path):
-    cfg = _tiny_study(tmp_path, synthetic_frame(500).drop(columns="review"), models=["tabular_only", "early_concat"],
+    cfg = _tiny_study(tmp_path, synthetic_frame(500).drop(columns="review"), models=StudyConfig().models,
                       imbalance_models=[])
     cfg.dataset.text = []
     folder = run_study(cfg, str(tmp_path / "res"))
     runs = RunStore(folder).records()
-    # a fusion needs two modalities: only the tabular models run, and the report says what is absent
+    # the default list adapts: a fusion needs two modalities, so only the tabular models run
     assert {r.model for r in runs} == {"tabular_only", "ref_hist_gbdt"}
     assert all(r.modalities == ["tabular"] for r in runs)
     text = write_reports(folder, tmp_path / "exp.md").read_text()
     assert "No fusion variant was trained" in text and "No imbalance sweep" in text
+
+
+def test_a_listed_model_the_data_cannot_feed_is_an_error_before_any_folder_exists(tmp_path):
+    cfg = _tiny_study(tmp_path, synthetic_frame(300).drop(columns="review"), models=["tabular_only", "gmu"])
+    cfg.dataset.text = []
+    with pytest.raises(ValueError, match=r"study.models lists \['gmu'\], which needs two modalities"):
+        run_study(cfg, str(tmp_path / "res"))
+    assert not (tmp_path / "res").exists()
 
 
 def test_binary_study_with_a_short_model_list_and_no_part5_reports(tmp_path):
@@ -131,7 +140,8 @@ def test_binary_study_with_a_short_model_list_and_no_part5_reports(tmp_path):
 
 
 def test_text_only_dataset_reports(tmp_path):
-    cfg = _tiny_study(tmp_path, synthetic_frame(500)[["review", "label"]], imbalance_models=[])
+    cfg = _tiny_study(tmp_path, synthetic_frame(500)[["review", "label"]], imbalance_models=[],
+                      models=StudyConfig().models)
     cfg.dataset.categorical, cfg.dataset.numeric = [], []
     folder = run_study(cfg, str(tmp_path / "res"))
     assert {r.model for r in RunStore(folder).records()} == {"text_only", "ref_tfidf_logreg"}
