@@ -25,6 +25,7 @@ SCHEDULES = ("constant", "linear")
 # column_info.json may hold, and the column the loader adds to name the file each row came from.
 COLUMN_INFO_KEYS = ("text_cols", "cat_cols", "num_cols", "label_col", "label_list")
 FOLDER_SPLIT_COLUMN = "__split__"
+TEXT_OPTIMIZERS = ("adagrad", "adamw")
 # Bumped when the evaluation protocol changes meaning, so stored runs of the old protocol are not
 # resumed into a new study (2: removal = marginalisation, classical fusion references).
 PROTOCOL_VERSION = 2
@@ -128,11 +129,20 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation: AdamW, early stopping on validation loss with best-weights restore.
 
-    ``schedule`` is ``"constant"`` or ``"linear"`` (learning rate decays linearly to 0 over
-    ``max_epochs``, as in fastText)."""
+    ``schedule`` is ``"constant"`` or ``"linear"`` (every learning rate decays linearly to 0 over
+    ``max_epochs``, as in fastText).
+
+    ``text_optimizer`` trains the text encoder's n-gram embedding table: ``"adagrad"`` gives it
+    sparse gradients and ``optim.RowAdagrad`` at ``text_lr`` (only the ~5,500 rows a batch touches
+    move; no weight decay); ``"adamw"`` keeps it dense in the one AdamW at ``lr`` (the design before
+    issue 11). Chosen on validation (clothing, text_only, 5 seeds): Adagrad 0.9615 ROC-AUC / 0.191
+    log loss vs AdamW 0.958 / 0.202, at ~0.7x the time per step; see docs/text_encoder.md.
+    ``lr`` and ``weight_decay`` apply to every other parameter."""
 
     lr: float = 3e-3
     weight_decay: float = 1e-4
+    text_optimizer: str = "adagrad"
+    text_lr: float = 0.2
     batch_size: int = 128
     max_epochs: int = 4
     patience: int = 2
@@ -420,6 +430,8 @@ def validate(cfg: Config) -> Config:
     _require(bool(st.imbalance_seeds) or not st.imbalance_models, "study.imbalance_seeds",
              "must not be empty while study.imbalance_models is set", st.imbalance_seeds)
     _require(tr.schedule in SCHEDULES, "train.schedule", f"must be one of {list(SCHEDULES)}", tr.schedule)
+    _require(tr.text_optimizer in TEXT_OPTIMIZERS, "train.text_optimizer", f"must be one of {list(TEXT_OPTIMIZERS)}",
+             tr.text_optimizer)
     _in_range("study.subsample_levels", st.subsample_levels, 0, 1, lo_open=True, hi_open=True)
     _in_range("study.corrupt_levels", st.corrupt_levels, 0, 1, lo_open=True)
     _in_range("study.noise_levels", st.noise_levels, 0, 1, lo_open=True)
@@ -439,6 +451,7 @@ def validate(cfg: Config) -> Config:
     for key in ("dropout", "token_dropout", "modality_dropout"):
         _in_range(f"model.{key}", getattr(m, key), 0, 1, hi_open=True)
     _in_range("train.lr", tr.lr, 0, 10, lo_open=True)
+    _in_range("train.text_lr", tr.text_lr, 0, 100, lo_open=True)
     _in_range("train.weight_decay", tr.weight_decay, 0, 10)
     for key in ("batch_size", "max_epochs", "patience", "threads", "workers"):
         _in_range(f"train.{key}", getattr(tr, key), 1, 10**6)

@@ -69,8 +69,9 @@ class MultimodalModel(nn.Module):
 
 def build_model(modalities: list[str], fusion: str, n_outputs: int, cfg: ModelConfig,
                 vocab_size: int, cardinalities: list[int], n_numeric: int,
-                tab_cfg: TabularConfig) -> MultimodalModel:
-    """Build the wrapper with the encoders named in ``modalities`` ("text", "tabular").
+                tab_cfg: TabularConfig, sparse_text: bool = False) -> MultimodalModel:
+    """Build the wrapper with the encoders named in ``modalities`` ("text", "tabular");
+    ``sparse_text`` gives the text table sparse gradients (see ``models.text.TextEncoder``).
 
     Raises
     ------
@@ -82,7 +83,7 @@ def build_model(modalities: list[str], fusion: str, n_outputs: int, cfg: ModelCo
         raise ValueError(f"unknown modality {sorted(unknown)}; known: ['tabular', 'text']")
     encoders = {}
     if "text" in modalities:
-        encoders["text"] = TextEncoder(vocab_size, cfg.text_dim, cfg.dropout, cfg.token_dropout)
+        encoders["text"] = TextEncoder(vocab_size, cfg.text_dim, cfg.dropout, cfg.token_dropout, sparse_text)
     if "tabular" in modalities:
         encoders["tabular"] = TabularEncoder(cardinalities, n_numeric, cfg.tab_hidden, cfg.tab_dim,
                                              cfg.dropout, tab_cfg.max_emb_dim)

@@ -55,6 +55,8 @@ def test_a_dataset_file_is_not_a_profile():
     ("study.models=['text_only','gmuu']", "study.models", "gmu"),
     ("study.moddrop_models=['text_only']", "study.moddrop_models", "early_concat"),
     ("train.schedule='cosine'", "train.schedule", "linear"),
+    ("train.text_optimizer='sgd'", "train.text_optimizer", "adagrad"),
+    ("train.text_lr=0", "train.text_lr", "(0, 100]"),
     ("study.subsample_levels=[0.5,1.5]", "study.subsample_levels", "(0, 1)"),
     ("study.seeds=[]", "study.seeds", "must not be empty"),
     ("report.drop_level=0.3", "report.drop_level", "study.drop_levels"),

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -5,7 +7,7 @@ from config import model_parts
 from data import prepare
 from metrics import classification_metrics
 from tests.conftest import synthetic_config, synthetic_frame
-from loop import fit, make_model, predict
+from loop import _optimizers, fit, make_model, predict
 
 
 def _train_eval(prep, cfg, model_name, seed=0):
@@ -34,6 +36,28 @@ def test_same_seed_same_metrics(synth_prep):
     assert np.array_equal(p1, p2) and a1 == a2 and r1.curves["val_loss"] == r2.curves["val_loss"]
     a3, _, p3 = _train_eval(prep, cfg, "early_concat", seed=4)
     assert not np.array_equal(p1, p3)
+
+
+@pytest.mark.parametrize("text_optimizer", ["adagrad", "adamw"])
+def test_same_seed_same_metrics_for_either_text_optimizer(synth_prep, text_optimizer):
+    cfg, prep = synth_prep
+    cfg = replace(cfg, train=replace(cfg.train, text_optimizer=text_optimizer, max_epochs=3))
+    runs = [_train_eval(prep, cfg, "text_only", seed=5) for _ in range(2)]
+    (a1, r1, p1), (a2, r2, p2) = runs
+    assert np.array_equal(p1, p2) and a1 == a2
+    assert r1.curves["val_loss"] == r2.curves["val_loss"] and r1.curves["grad_norm_text"] == r2.curves["grad_norm_text"]
+
+
+def test_text_table_gets_row_adagrad_only_when_configured(synth_prep):
+    cfg, prep = synth_prep
+    for name, sparse in (("adagrad", True), ("adamw", False)):
+        c = replace(cfg, train=replace(cfg.train, text_optimizer=name))
+        model = make_model(("tabular", "text"), "early_concat", prep, c, 0)
+        assert model.encoders["text"].bag.sparse == sparse
+        opts = _optimizers(model, c.train)
+        assert [type(o).__name__ for o in opts] == ["AdamW", "RowAdagrad"][:1 + sparse]
+        assert sum(p.numel() for o in opts for g in o.param_groups for p in g["params"]) == \
+            model.param_counts()["total"]
 
 
 def test_fit_records_curves_and_restores_best(synth_prep):
