@@ -157,9 +157,8 @@ def figure_forest(summaries: dict[str, pd.DataFrame], path: Path) -> Path:
         uni = s[(s.kind.isin(["unimodal", "reference"])) & ~s.modalities.str.contains(r"\+", regex=True)]
         best = uni.sort_values("val_roc_auc_mean").iloc[-1]
         ax.axvline(best.test_roc_auc_mean, ls="--", color="grey", lw=1)
-        ax.set_xlabel(f"test ROC-AUC, 95% interval over seeds and test rows\n"
-                      f"dashed: best unimodal ({best.model}); grey: classical; orange: unimodal; blue: fused")
-        ax.set_title(name)
+        ax.set_xlabel("test ROC-AUC, 95% interval over seeds and test rows")
+        ax.set_title(f"{name} (dashed: best unimodal, {best.model})", fontsize=10)
         ax.grid(alpha=0.3, axis="x")
-    fig.suptitle("Every model of every study", fontsize=11)
+    fig.suptitle("Every model of every study — grey: classical, orange: unimodal, blue: fused", fontsize=11)
     return _save(fig, path)

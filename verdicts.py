@@ -68,13 +68,19 @@ def _per_seed(res: StudyResults, name: tuple, p: np.ndarray, split: str) -> tupl
     ``(k, n, n_classes)`` on the fixed row resamples of ``split`` (memoised under ``name``)."""
     cache = res.cache.setdefault("per_seed", {})
     if name not in cache:
-        y, n_boot = _labels(res, split), res.config["study"]["bootstrap"]
-        counts = res.cache.setdefault(("counts", split), bootstrap_counts(len(y), n_boot, seed=0))
+        y, counts = _labels(res, split), _counts(res, split)
         if p.shape[2] == 2:
             cache[name] = per_seed_auc(y, p[:, :, 1], counts)
         else:  # multi-class macro one-vs-rest: resampled explicitly (slower)
             cache[name] = per_seed_metric(y, p, _macro_auc, counts)
     return cache[name]
+
+
+def _counts(res: StudyResults, split: str) -> np.ndarray:
+    """The one fixed set of ``study.bootstrap`` row resamples of ``split`` (memoised)."""
+    if ("counts", split) not in res.cache:
+        res.cache[("counts", split)] = bootstrap_counts(len(_labels(res, split)), res.config["study"]["bootstrap"], seed=0)
+    return res.cache[("counts", split)]
 
 
 def _macro_auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -86,9 +92,8 @@ def _macro_auc(y: np.ndarray, p: np.ndarray) -> float:
 def term(res: StudyResults, model: str, key: str = "test", weaken: str = "", seeds=None):
     """One ``(observed (k,), replicates (k, n_boot), seeds)`` term of a combination."""
     s = tuple(x for x in seeds_of(res, model, weaken) if seeds is None or x in seeds)
-    p = probas(res, model, key, weaken, s)
-    obs, reps = _per_seed(res, (model, key, weaken, s), p, _split_of(key))
-    return obs, reps, s
+    one = [_per_seed(res, (model, key, weaken, x), probas(res, model, key, weaken, (x,)), _split_of(key)) for x in s]
+    return np.concatenate([o for o, _ in one]), np.concatenate([r for _, r in one]), s
 
 
 def combine(terms: list[tuple[float, tuple]]) -> dict[str, float]:
@@ -267,7 +272,7 @@ def subset_interval(res: StudyResults, model: str, rows: np.ndarray) -> dict[str
     name = ("subset", model, tuple(rows[:3]), len(rows))
     cache = res.cache.setdefault("per_seed", {})
     if name not in cache:
-        counts = bootstrap_counts(len(y), res.config["study"]["bootstrap"], seed=0)
+        counts = bootstrap_counts(len(y), res.config["study"]["bootstrap"], seed=0)  # the subset's own rows
         cache[name] = per_seed_auc(y, p[:, :, 1], counts) if p.shape[2] == 2 and len(np.unique(y)) == 2 else \
             (np.full(len(s), np.nan), np.full((len(s), len(counts)), np.nan))  # undefined: one class or multi-class
     obs, reps = cache[name]
