@@ -164,11 +164,11 @@ def data_context(res: StudyResults, rl: dict) -> dict:
             "minority": res.split["classes"][int(np.argmin(np.bincount(y, minlength=len(res.split["classes"]))))]}
 
 
-def _from_root(folder: Path) -> str:
+def _from_root(folder: Path, root: Path = ROOT) -> str:
     """A results folder as the commands in the report should name it: relative to the repository
-    root when inside it (commands run from there), else absolute."""
-    folder = Path(folder).resolve()
-    return str(folder.relative_to(ROOT)) if folder.is_relative_to(ROOT) else str(folder)
+    root ``root`` when inside it (commands run from there), else absolute."""
+    folder, root = Path(folder).resolve(), Path(root).resolve()
+    return str(folder.relative_to(root)) if folder.is_relative_to(root) else str(folder)
 
 
 def summary_of(res: StudyResults) -> pd.DataFrame:
@@ -176,15 +176,16 @@ def summary_of(res: StudyResults) -> pd.DataFrame:
     return with_intervals(res, summarize(plain(res.runs)))
 
 
-def render_experiments(res: StudyResults, figdir: Path, relto: Path, s: pd.DataFrame | None = None) -> str:
+def render_experiments(res: StudyResults, figdir: Path, relto: Path, s: pd.DataFrame | None = None,
+                       root: Path = ROOT) -> str:
     """The whole ``experiments.md`` text for one results folder (figures written to ``figdir``,
-    linked relative to ``relto``)."""
+    linked relative to ``relto``; commands name the folder relative to the repository ``root``)."""
     s = summary_of(res) if s is None else s
     rel = lambda p: os.path.relpath(p, relto)  # noqa: E731
     rl = rules(res)
     curve_models = list(s[s.part.isin(["part1", "part2"]) & (s.kind != "ensemble") & (s.regime == "plain")].model)
     p12 = s[s.part.isin(["reference", "part1", "part2"])]
-    ctx = {"folder": _from_root(res.folder), "meta": res.meta, "st": res.split["stats"], "rules": rl,
+    ctx = {"folder": _from_root(res.folder, root), "meta": res.meta, "st": res.split["stats"], "rules": rl,
            "n_test": len(res.split["y_test"]), "n_boot": res.config["study"]["bootstrap"],
            "n_classes": len(res.split["classes"]), "marginal_k": res.config["study"].get("marginal_k", "K"),
            **data_context(res, rl), "mod": modalities_context(res, s, rl),

@@ -21,11 +21,12 @@ from render import render_experiments, summary_of
 MAIN, CONTRAST = Path("results") / "clothing", Path("results") / "clothing_no_rating"
 
 
-def write_reports(folder: Path, dest: Path | None = None) -> Path:
+def write_reports(folder: Path, dest: Path | None = None, root: Path = ROOT) -> Path:
     """Write ``summary.csv``, figures and ``experiments.md`` for a results folder.
 
     ``dest`` defaults to the repository's ``experiments.md`` for the default study
-    (``results/clothing``) and to ``<folder>/experiments.md`` otherwise. Returns ``dest``.
+    (``results/clothing``) and to ``<folder>/experiments.md`` otherwise; ``root`` is the repository
+    the report's commands are run from. Returns ``dest``.
 
     Raises
     ------
@@ -42,7 +43,7 @@ def write_reports(folder: Path, dest: Path | None = None) -> Path:
     s.to_csv(folder / "summary.csv", index=False, float_format="%.6f")
     if dest is None:
         dest = ROOT / "experiments.md" if folder == (ROOT / MAIN).resolve() else folder / "experiments.md"
-    dest.write_text(render_experiments(res, folder / "figures", dest.parent, s))
+    dest.write_text(render_experiments(res, folder / "figures", dest.parent, s, root))
     print(f"wrote {folder / 'summary.csv'} and {dest}")
     return dest
 
@@ -51,9 +52,9 @@ def write_all(root: Path = ROOT) -> None:
     """Rebuild everything from ``<root>/results``: ``experiments.md`` (default study), the contrast
     study's ``experiments.md`` and ``postmortem.md``."""
     main, contrast = root / MAIN, root / CONTRAST
-    write_reports(main, root / "experiments.md")
+    write_reports(main, root / "experiments.md", root)
     if (contrast / "study.json").is_file():
-        write_reports(contrast, contrast / "experiments.md")
+        write_reports(contrast, contrast / "experiments.md", root)
     folders = [main] + ([contrast] if (contrast / "study.json").is_file() else [])
     (root / "postmortem.md").write_text(render_postmortem(folders, root / "postmortem.md"))
     print(f"wrote {root / 'postmortem.md'}")
