@@ -12,6 +12,7 @@ import pandas as pd
 
 from metrics import curve_roughness, mean_ci, perceptual_score, rms_grad_ratio
 from records import EvalRecord, RunRecord, StudyResults
+from verdicts import probas
 
 # presentation order of the built-in models; other names follow alphabetically
 MODEL_ORDER = ["ref_tfidf_logreg", "ref_hist_gbdt", "text_only", "tabular_only", "early_concat",
@@ -91,12 +92,6 @@ def unimodal_name(summary: pd.DataFrame, modality: str) -> str | None:
     return None if s.empty else str(s.model.iloc[0])
 
 
-def seed_probas(res: StudyResults, model: str, split: str = "test") -> np.ndarray:
-    """``(n_seeds, n_samples)`` positive-class probabilities of ``model``, seeds in ascending order."""
-    rs = sorted((r for r in plain(res.runs) if r.model == model), key=lambda r: r.seed)
-    return np.array([getattr(res.preds[r.run_key], split) for r in rs], dtype=float)
-
-
 def best_unimodal(summary: pd.DataFrame) -> str:
     """The unimodal model with the higher mean *validation* ROC-AUC (selection never uses test)."""
     return str(unimodal(summary).sort_values("val_roc_auc_mean", ascending=False).model.iloc[0])
@@ -107,10 +102,10 @@ def disagreement(res: StudyResults, summary: pd.DataFrame) -> dict:
     0.5, or the argmax for multi-class) disagree on test, and which one is right then; averaged
     over paired seeds. ``text_right`` is NaN when they never disagree."""
     y = np.asarray(res.split["y_test"])
-    t = seed_probas(res, unimodal_name(summary, "text"))
-    b = seed_probas(res, unimodal_name(summary, "tabular"))
+    t = probas(res, unimodal_name(summary, "text"))
+    b = probas(res, unimodal_name(summary, "tabular"))
     k = min(len(t), len(b))
-    label = lambda p: p.argmax(axis=-1) if p.ndim == 3 else (p >= 0.5).astype(int)  # noqa: E731
+    label = lambda p: (p[..., 1] >= 0.5).astype(int) if p.shape[-1] == 2 else p.argmax(axis=-1)  # noqa: E731
     pt, pb = label(t[:k]), label(b[:k])
     dis = pt != pb
     text_right = [(pt[i][dis[i]] == y[dis[i]]).mean() for i in range(k) if dis[i].any()]
