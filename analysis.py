@@ -282,14 +282,24 @@ PART_NAMES = {"data": "data + split + preprocessing", "reference": "classical re
 RUN_PARTS = {"main": ("part1", "part2", "part4"), "part3": ("part3",), "part5": ("part5",)}
 
 
-def part_table(meta: dict, runs: list[RunRecord]) -> pd.DataFrame:
-    """Per part of a study: wall seconds (``study.json``), runs trained and mean training samples
-    per second of those runs; then the total."""
+def part_table(meta: dict, runs: list[RunRecord], baseline: dict | None = None) -> pd.DataFrame:
+    """Per part of a study, then the total: ``part`` (key), ``name``, ``wall_s`` (``study.json``),
+    ``runs`` trained, ``models_per_s`` (runs / wall seconds), ``samples_per_s`` (mean training
+    samples per second inside ``fit`` over the part's runs) and, with ``baseline`` (a
+    ``study.json``-like dict of an earlier design), its ``baseline_wall_s`` and ``ratio``
+    (wall / baseline wall: < 1 is faster). Numbers only; the report formats them."""
     rows = []
+    base = (baseline or {}).get("part_seconds", {})
     for part, secs in meta["part_seconds"].items():
         rs = [r for r in runs if r.part in RUN_PARTS.get(part, ()) and r.samples_per_s]
-        rows.append({"part": PART_NAMES.get(part, part), "wall s": f"{secs:.1f}", "runs": str(len(rs)) if rs else "—",
-                     "train samples/s (mean per run)": f"{sum(r.samples_per_s for r in rs) / len(rs):,.0f}" if rs else "—"})
-    rows.append({"part": f"total ({meta['cores']} cores, {meta.get('workers', 1)} worker processes)",
-                 "wall s": f"{meta['wall_seconds']:.1f}", "runs": str(meta["runs_trained"]), "train samples/s (mean per run)": ""})
-    return pd.DataFrame(rows)
+        rows.append({"part": part, "name": PART_NAMES.get(part, part), "wall_s": secs, "runs": len(rs),
+                     "models_per_s": len(rs) / secs if rs and secs else np.nan,
+                     "samples_per_s": float(np.mean([r.samples_per_s for r in rs])) if rs else np.nan,
+                     "baseline_wall_s": base.get(part, np.nan)})
+    rows.append({"part": "total", "name": f"total ({meta['cores']} cores, {meta.get('workers', 1)} worker processes)",
+                 "wall_s": meta["wall_seconds"], "runs": meta["runs_trained"],
+                 "models_per_s": meta["runs_trained"] / meta["wall_seconds"] if meta["wall_seconds"] else np.nan,
+                 "samples_per_s": np.nan, "baseline_wall_s": (baseline or {}).get("wall_seconds", np.nan)})
+    out = pd.DataFrame(rows)
+    out["ratio"] = out.wall_s / out.baseline_wall_s
+    return out if baseline else out.drop(columns=["baseline_wall_s", "ratio"])

@@ -39,3 +39,16 @@ def ci_cell(values, digits: int = 4) -> str:
 def md_table(df: pd.DataFrame) -> str:
     """GitHub Markdown table of ``df`` (values already formatted as strings)."""
     return df.to_markdown(index=False, disable_numparse=True)
+
+
+def bench_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """``analysis.part_table`` as report cells: seconds to 0.1, models/s to 0.01, samples/s with
+    thousands separators, ratios to 0.01 (``x0.52``); ``—`` where a part trains nothing."""
+    def num(fmt: str):
+        return lambda v: "—" if v != v or v is None else fmt.format(v)
+    cols = {"name": ("part", str), "wall_s": ("wall s", num("{:.1f}")), "runs": ("runs", num("{:d}")),
+            "models_per_s": ("models/s", num("{:.2f}")), "samples_per_s": ("train samples/s (mean per run)", num("{:,.0f}")),
+            "baseline_wall_s": ("baseline wall s", num("{:.1f}")), "ratio": ("ratio to baseline", num("x{:.2f}"))}
+    out = pd.DataFrame({label: [fn(v) for v in table[c]] for c, (label, fn) in cols.items() if c in table})
+    out.loc[table.runs.values == 0, "runs"] = "—"
+    return out

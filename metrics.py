@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
+import sklearn
 from scipy import stats
 from sklearn.metrics import (accuracy_score, average_precision_score, f1_score, log_loss,
                              roc_auc_score)
@@ -51,6 +52,11 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]
     if not np.isfinite(proba).all():  # a diverged model: every metric is undefined
         return {k: float("nan") for k in ("accuracy", "log_loss", "ece", "roc_auc", "pr_auc", "f1",
                                           "balanced_accuracy", "minority_recall")}
+    with sklearn.config_context(skip_parameter_validation=True):  # arguments are ours: ~20% faster per call
+        return _classification_metrics(y, proba, n_classes)
+
+
+def _classification_metrics(y: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, float]:
     pred = proba.argmax(axis=1)
     out = {"accuracy": accuracy_score(y, pred),
            "log_loss": log_loss(y, proba, labels=list(range(n_classes))),

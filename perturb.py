@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import scipy.sparse as sp
 
 from data import Prepared, SplitData
 
@@ -47,6 +48,20 @@ def with_tokens(split: SplitData, prep: Prepared, tokens: list[list[str]], missi
     return _replace(split, tokens=tokens, text_missing=missing, text=prep.text.transform(tokens, missing))
 
 
+def _missing_text(x: sp.csr_matrix, prep: Prepared, m: np.ndarray) -> sp.csr_matrix:
+    """``x`` ``(n, vocab)`` with the rows in mask ``m`` replaced by the missing-text row (weight 1
+    at ``missing_id_``): what :func:`with_tokens` gives a row left with no token, without
+    re-vectorising the other rows."""
+    keep = sp.diags((~m).astype(np.float32)) @ x
+    rows = np.flatnonzero(m)
+    pad = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, np.full(len(rows), prep.text.missing_id_))),
+                        shape=x.shape)
+    out = (keep + pad).tocsr()
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out.astype(np.float32)
+
+
 def _rows_mask(n: int, rows: np.ndarray | None) -> np.ndarray:
     m = np.zeros(n, dtype=bool)
     m[np.arange(n) if rows is None else rows] = True
@@ -64,7 +79,7 @@ def remove(split: SplitData, prep: Prepared, modality: str, rows: np.ndarray | N
     m = _rows_mask(len(split), rows)
     if modality == "text":
         tokens = [[] if m[i] else t for i, t in enumerate(split.tokens)]
-        return with_tokens(split, prep, tokens, split.text_missing | m)
+        return _replace(split, tokens=tokens, text_missing=split.text_missing | m, text=_missing_text(split.text, prep, m))
     if modality == "tabular":
         cat_missing, num_missing = prep.tabular.missing_values()
         cat, num = split.cat.copy(), split.num.copy()

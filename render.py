@@ -18,7 +18,7 @@ from analysis import (best_unimodal, disagreement, fusion_weight_stats, part_tab
                       summarize, unimodal)
 from config import ROOT, ReportConfig
 from figures import figure_fusion_weights, figure_scaling, figure_val_curves
-from formats import fmt_ci, fmt_int as _int, fmt_iv, md_table
+from formats import bench_cells, fmt_ci, fmt_int as _int, fmt_iv, md_table
 from records import StudyResults
 from render_robustness import part3_context, part5_context
 from verdicts import EQUIVALENT, HELPS, HURTS, INCONCLUSIVE, difference, gains_table, with_intervals
@@ -196,5 +196,5 @@ def render_experiments(res: StudyResults, figdir: Path, relto: Path, s: pd.DataF
            "gains": gains_context(res, s, rl["margin"]),
            "p4": part4_context(res, s, rl["margin"], figdir, rel), "p3": part3_context(res, s, rl, figdir, rel),
            "p5": part5_context(res, s, rl, figdir, rel),
-           "bench_table": md_table(part_table(res.meta, res.runs))}
+           "bench_table": md_table(bench_cells(part_table(res.meta, res.runs)))}
     return environment().get_template("experiments.md.j2").render(ctx)

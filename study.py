@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import multiprocessing as mp
 import os
+import resource
 import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -121,8 +122,9 @@ def plan(cfg: Config, modalities: tuple[str, ...] = ("tabular", "text")) -> dict
     grid += [("corrupt", m, r) for m in modalities for r in st.corrupt_levels]
     grid += [("truncate", "text", k) for k in st.truncate_levels if "text" in modalities]
     # a unimodal model of the *other* modality is unaffected by the weakening: Parts 1-2 hold it
-    part5 = [_spec(n, s, "part5", modalities, Training.of(weaken=w)) for w in grid for n in st.imbalance_models
-             if two and n not in (f"{o}_only" for o in modalities if o != w[1]) for s in st.imbalance_seeds]
+    # ordered point, seed, model: the models of one (point, seed) share one weakened copy of the data
+    part5 = [_spec(n, s, "part5", modalities, Training.of(weaken=w)) for w in grid for s in st.imbalance_seeds
+             for n in st.imbalance_models if two and n not in (f"{o}_only" for o in modalities if o != w[1])]
     return {"main": main, "part3": moddrop, "part5": part5}
 
 
@@ -347,27 +349,37 @@ def _worker_run(spec: RunSpec):
     if w:  # the models of one seed at a Part 5 point see the same weakened data: build it once
         cache = _WORKER.setdefault("weakened", {})
         if (w, spec.seed) not in cache:
-            cache.clear()  # runs arrive grouped by point; keep one weakened copy in memory
+            if len(cache) >= 2:  # runs arrive grouped by (point, seed): keep the two latest copies
+                cache.pop(next(iter(cache)))
             cache[(w, spec.seed)] = weakened(prep, w, spec.seed)
         weak = cache[(w, spec.seed)]
     out = train_run(spec, prep, cfg, _WORKER["suite"], weak=weak, save_dir=_WORKER.get("models"))
-    return spec, out, time.perf_counter() - t0
+    return spec, out, time.perf_counter() - t0, (os.getpid(), peak_rss_mb())
 
 
-def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str) -> None:
-    """Train ``specs`` (in ``pool`` when given, else in this process), storing each as it ends."""
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (``getrusage`` ``ru_maxrss``: KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, peaks: dict[int, float]) -> None:
+    """Train ``specs`` (in ``pool`` when given, else in this process), storing each as it ends;
+    ``peaks`` collects each worker's peak resident memory (MiB) by process id."""
     if not specs:
         return
     with tqdm(total=len(specs), desc=desc, unit="run", dynamic_ncols=True) as bar:
         if pool is None:
             for spec in specs:
                 bar.set_postfix_str(f"{spec.model} seed {spec.seed}")
-                store.append(*_worker_run(spec)[1])
+                _, out, _, (pid, rss) = _worker_run(spec)
+                store.append(*out)
+                peaks[pid] = max(peaks.get(pid, 0.0), rss)
                 bar.update()
             return
         for fut in as_completed([pool.submit(_worker_run, sp) for sp in specs]):
-            spec, out, _ = fut.result()
+            spec, out, _, (pid, rss) = fut.result()
             store.append(*out)
+            peaks[pid] = max(peaks.get(pid, 0.0), rss)
             bar.set_postfix_str(f"{spec.model} seed {spec.seed} done")
             bar.update()
 
@@ -409,10 +421,11 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
         workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(prep, cfg, suite, threads, code, models))
     if pool is None:
         _init_worker(prep, cfg, suite, cfg.train.threads, code, models)
+    peaks: dict[int, float] = {}
     try:
         for part, desc in (("main", "Parts 1, 2, 4"), ("part3", "Part 3 (ModDrop)"), ("part5", "Part 5 (imbalance)")):
             t0 = time.perf_counter()
-            _execute(todo[part], store, pool, desc)
+            _execute(todo[part], store, pool, desc, peaks)
             secs[part] = time.perf_counter() - t0
             if part == "main":
                 for seed in cfg.study.seeds:
@@ -432,6 +445,7 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
     meta = {"study": cfg.dataset.name, "profile": cfg.profile, "config_fp": fp, "cores": os.cpu_count(),
             "workers": workers, "torch_threads_per_worker": threads, "wall_seconds": round(wall, 1),
             "runs_trained": n_todo, "runs_planned": n_all,
+            "peak_rss_mb_per_worker": sorted(round(v) for v in peaks.values()), "peak_rss_mb_driver": round(peak_rss_mb()),
             "part_seconds": {k: round(v, 1) for k, v in secs.items()},
             "git": code, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     old = json.loads((folder / "study.json").read_text()) if (folder / "study.json").is_file() else {}
