@@ -40,6 +40,19 @@ VARIANTS: dict[str, list[str]] = {
     "adagrad, batch 256": ["train.batch_size=256"],
     "adagrad, dropout 0.1": ["model.dropout=0.1"],
     "adagrad, 2 epochs": ["train.max_epochs=2", "train.patience=1"],
+    # fusion training (docs/text_encoder.md, "Fusion training"): run with --model early_concat / tabular_only
+    "patience 2": ["train.patience=2"],
+    "3 epochs": ["train.max_epochs=3"],
+    "6 epochs": ["train.max_epochs=6"],
+    "8 epochs": ["train.max_epochs=8"],
+    "lr 0.01": ["train.lr=0.01"],
+    "lr 0.001": ["train.lr=0.001"],
+    "weight decay 0.01": ["train.weight_decay=0.01"],
+    "head 128": ["model.head_hidden=128"],
+    "tabular 128": ["model.tab_dim=128", "model.tab_hidden=128"],
+    "batch 64": ["train.batch_size=64"],
+    "text_lr 0.05": ["train.text_lr=0.05"],
+    "text_lr 0.02": ["train.text_lr=0.02"],
 }
 
 
