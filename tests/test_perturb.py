@@ -92,3 +92,21 @@ def test_bad_severity_and_modality(test_split):
         perturb.tab_mask(t, prep, 1.5)
     with pytest.raises(ValueError, match="image"):
         perturb.remove(t, prep, "image")
+
+
+@pytest.mark.parametrize("split_name", ["train", "test"])
+def test_text_removal_equals_revectorising_the_emptied_tokens(synth_prep, split_name):
+    # remove() builds the missing-text rows directly; it must equal what the pipeline gives a row
+    # left with no token, byte for byte (indices, order, values, dtype), and leave other rows alone
+    prep = synth_prep[1]
+    s = prep.splits[split_name]
+    rows = np.flatnonzero(np.random.default_rng(3).random(len(s)) < 0.4)
+    mask = np.zeros(len(s), dtype=bool)
+    mask[rows] = True
+    fast = perturb.remove(s, prep, "text", rows)
+    slow = perturb.with_tokens(s, prep, [[] if mask[i] else t for i, t in enumerate(s.tokens)], s.text_missing | mask)
+    for attr in ("indptr", "indices", "data"):
+        assert np.array_equal(getattr(fast.text, attr), getattr(slow.text, attr))
+    assert fast.text.dtype == slow.text.dtype == np.float32
+    assert np.array_equal(fast.text_missing, slow.text_missing) and fast.tokens == slow.tokens
+    assert (fast.text[rows].indices == prep.text.missing_id_).all()

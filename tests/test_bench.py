@@ -1,0 +1,34 @@
+import json
+
+import numpy as np
+import pytest
+
+import bench
+from analysis import part_table
+from formats import bench_cells
+
+
+def _meta():
+    return {"cores": 2, "workers": 2, "wall_seconds": 100.0, "runs_trained": 20,
+            "part_seconds": {"data": 5.0, "reference": 5.0, "main": 40.0, "part3": 0.0, "part5": 50.0}}
+
+
+def test_part_table_counts_rates_and_ratios_to_a_baseline(tmp_path):
+    base = {"wall_seconds": 400.0, "part_seconds": {"data": 10.0, "main": 80.0, "part5": 200.0}}
+    t = part_table(_meta(), [], base).set_index("part")
+    assert t.loc["total", "models_per_s"] == pytest.approx(0.2)
+    assert t.loc["total", "ratio"] == pytest.approx(0.25)
+    assert t.loc["main", "ratio"] == pytest.approx(0.5) and t.loc["part5", "ratio"] == pytest.approx(0.25)
+    assert np.isnan(t.loc["reference", "ratio"])  # no baseline figure for it
+    cells = bench_cells(t.reset_index())
+    assert list(cells.columns)[-1] == "ratio to baseline"
+    assert cells["ratio to baseline"].iloc[-1] == "x0.25" and cells["ratio to baseline"].iloc[1] == "—"
+    assert "ratio" not in part_table(_meta(), []).columns
+
+
+def test_stored_baselines_are_full_profile_studies_and_unknown_names_are_errors(tmp_path):
+    known = bench.baselines()
+    assert {"dense-adamw", "sparse-adagrad"} <= set(known)
+    assert all(b["wall_seconds"] == pytest.approx(sum(b["part_seconds"].values()), abs=5.0) for b in known.values())
+    with pytest.raises(ValueError, match="unknown baseline 'nope'"):
+        bench.report(tmp_path, "nope")
