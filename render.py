@@ -187,7 +187,7 @@ def render_experiments(res: StudyResults, figdir: Path, relto: Path, s: pd.DataF
     p12 = s[s.part.isin(["reference", "part1", "part2"])]
     ctx = {"folder": _from_root(res.folder, root), "meta": res.meta, "st": res.split["stats"], "rules": rl,
            "n_test": len(res.split["y_test"]), "n_boot": res.config["study"]["bootstrap"],
-           "n_classes": len(res.split["classes"]), "marginal_k": res.config["study"].get("marginal_k", "K"),
+           "n_classes": len(res.split["classes"]), "split_column": res.config.get("split", {}).get("column", ""), "marginal_k": res.config["study"].get("marginal_k", "K"),
            **data_context(res, rl), "mod": modalities_context(res, s, rl),
            "rank_table": md_table(_rank_table(p12)), "decision_table": md_table(_decision_table(p12)),
            "cost_table": md_table(_cost_table(p12)), "stability_table": md_table(_stability_table(p12)),

@@ -136,14 +136,18 @@ def test_binary_study_with_a_short_model_list_and_no_part5_reports(tmp_path):
     folder = run_study(cfg, str(tmp_path / "res"))
     text = write_reports(folder, tmp_path / "exp.md").read_text()
     assert "## Part 4: fusion variants" in text and "`gmu`" in text and "No imbalance sweep" in text
+    assert "stratified random split" in text
     assert "late_logit_avg" not in text.split("## Part 4")[1].split("###")[0]  # not trained, not in the table
 
 
 def test_text_only_dataset_reports(tmp_path):
-    cfg = _tiny_study(tmp_path, synthetic_frame(500)[["review", "label"]], imbalance_models=[],
-                      models=StudyConfig().models)
+    df = synthetic_frame(500)[["review", "label"]]
+    df["fold"] = np.array(["train", "train", "train", "val", "test"] * 100)  # a predefined split
+    cfg = _tiny_study(tmp_path, df, imbalance_models=[], models=StudyConfig().models)
     cfg.dataset.categorical, cfg.dataset.numeric = [], []
+    cfg.split.column = "fold"
     folder = run_study(cfg, str(tmp_path / "res"))
     assert {r.model for r in RunStore(folder).records()} == {"text_only", "ref_tfidf_logreg"}
     text = write_reports(folder, tmp_path / "exp.md").read_text()
     assert "Both unimodal models are needed" in text and "No fusion variant" in text
+    assert "predefined split (column `fold`) 300 / 100 / 100" in text
