@@ -26,6 +26,7 @@ SCHEDULES = ("constant", "linear")
 COLUMN_INFO_KEYS = ("text_cols", "cat_cols", "num_cols", "label_col", "label_list")
 FOLDER_SPLIT_COLUMN = "__split__"
 TEXT_OPTIMIZERS = ("adagrad", "adamw")
+EXECUTORS = ("local", "ray")  # where runs are trained: this machine's processes or a Ray cluster (executors.py)
 # Bumped when the evaluation protocol changes meaning, so stored runs of the old protocol are not
 # resumed into a new study (2: removal = marginalisation, classical fusion references).
 PROTOCOL_VERSION = 2
@@ -149,6 +150,7 @@ class TrainConfig:
     schedule: str = "linear"
     threads: int = 2
     workers: int = 2  # runs trained in parallel processes; each gets threads // workers torch threads
+    executor: str = "local"  # "local" (``workers`` processes) or "ray" (the [ray] section); not in the fingerprint
 
 
 @dataclass
@@ -203,6 +205,26 @@ class ReportConfig:
 
 
 @dataclass
+class RayConfig:
+    """The Ray executor (``train.executor = "ray"``, ``executors.RayPool``). ``address``: ``""`` starts a
+    local Ray with ``num_cpus`` CPUs (0 = every core), ``"auto"`` / ``"ray://host:port"`` joins a cluster.
+    A run reserves ``cpus_per_run`` CPUs (= its torch threads); a failed run is retried ``max_retries`` times."""
+
+    address: str = ""
+    num_cpus: int = 0
+    cpus_per_run: float = 1.0
+    max_retries: int = 2
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking (``tracking.py``), off while ``mlflow_uri`` is empty; ``experiment`` "" = the folder's name."""
+
+    mlflow_uri: str = ""
+    experiment: str = ""
+
+
+@dataclass
 class Config:
     """The whole resolved configuration of one study."""
 
@@ -214,6 +236,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     profile: str = "full"
     base_dir: str = "."
 
@@ -223,17 +247,16 @@ class Config:
 
     def fingerprint(self) -> str:
         """Short hash of everything that changes what a trained model is or how it is evaluated
-        (not the seed lists or the report's rules)."""
+        (not the seed lists, the report's rules, nor where runs execute or are tracked)."""
         d = self.to_dict()
         d["protocol"] = {"version": PROTOCOL_VERSION, "marginal_k": self.study.marginal_k}
         for how_to_read in ("encoding", "delimiter"):  # read options: the same table either way
             d["dataset"].pop(how_to_read)
         if not self.split.column:  # the random split: hashed as before the key existed
             d["split"].pop("column")
-        d.pop("study")
-        d.pop("report")
-        d.pop("base_dir")
-        d.pop("profile")
+        d["train"].pop("executor")  # where a run executes does not change the model: hashed as before
+        for what in ("study", "report", "ray", "tracking", "base_dir", "profile"):  # not what a model is
+            d.pop(what)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -430,6 +453,9 @@ def validate(cfg: Config) -> Config:
     _require(bool(st.imbalance_seeds) or not st.imbalance_models, "study.imbalance_seeds",
              "must not be empty while study.imbalance_models is set", st.imbalance_seeds)
     _require(tr.schedule in SCHEDULES, "train.schedule", f"must be one of {list(SCHEDULES)}", tr.schedule)
+    _require(tr.executor in EXECUTORS, "train.executor", f"must be one of {list(EXECUTORS)}", tr.executor)
+    for key, hi in (("num_cpus", 10**6), ("cpus_per_run", 10**6), ("max_retries", 100)):
+        _in_range(f"ray.{key}", getattr(cfg.ray, key), 0, hi, lo_open=key == "cpus_per_run")
     _require(tr.text_optimizer in TEXT_OPTIMIZERS, "train.text_optimizer", f"must be one of {list(TEXT_OPTIMIZERS)}",
              tr.text_optimizer)
     _in_range("study.subsample_levels", st.subsample_levels, 0, 1, lo_open=True, hi_open=True)
