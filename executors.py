@@ -26,10 +26,11 @@ from typing import Callable
 from config import RayConfig
 from extras import import_extra
 
-# Test-only fault injection, read in the task: a run whose key starts with CRASH_RUN + "|" kills its
-# worker process (os._exit) on its first CRASH_TIMES attempts (unset: every attempt); attempts
-# are counted by files in CRASH_DIR, shared by every worker of this machine.
-CRASH_RUN, CRASH_TIMES, CRASH_DIR = "FUSIONSTUDY_CRASH_RUN", "FUSIONSTUDY_CRASH_TIMES", "FUSIONSTUDY_CRASH_DIR"
+# Test-only fault injection, read in the task: FUSIONSTUDY_CRASH = "text_only|seed=1@1,gmu|seed=0"
+# kills the worker process (os._exit, like an out-of-memory kill) of a run whose key starts with
+# "text_only|seed=1|" on its first attempt, and of "gmu|seed=0|..." on every attempt. Attempts are
+# counted by files in FUSIONSTUDY_CRASH_DIR, which every worker of the machine sees.
+CRASH, CRASH_DIR = "FUSIONSTUDY_CRASH", "FUSIONSTUDY_CRASH_DIR"
 
 _LOADED: dict[str, bool] = {}  # in a Ray worker process: the object ref whose initializer has run
 
@@ -40,14 +41,13 @@ def threads_per_run(rc: RayConfig) -> int:
 
 
 def _crash_on_purpose(key: str) -> None:
-    target = os.environ.get(CRASH_RUN)
-    if not target or not key.startswith(target + "|"):
-        return
-    folder = Path(os.environ.get(CRASH_DIR) or ".")
-    (folder / f"attempt-{uuid.uuid4().hex}").touch()
-    attempt = len(list(folder.glob("attempt-*")))
-    if attempt <= int(os.environ.get(CRASH_TIMES) or 10**9):
-        os._exit(13)  # like an out-of-memory kill: no exception, no cleanup
+    for target in filter(None, os.environ.get(CRASH, "").split(",")):
+        prefix, _, times = target.partition("@")
+        if key.startswith(prefix + "|"):
+            folder = Path(os.environ.get(CRASH_DIR) or ".")
+            (folder / f"attempt-{prefix.replace('|', '_')}-{uuid.uuid4().hex}").touch()
+            if len(list(folder.glob(f"attempt-{prefix.replace('|', '_')}-*"))) <= int(times or 10**9):
+                os._exit(13)
 
 
 def _run_task(fn: Callable, initializer: Callable, box: list, spec):
