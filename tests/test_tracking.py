@@ -58,7 +58,7 @@ def test_mlflow_gets_one_run_per_trained_model_and_seed_with_curves_and_a_summar
     assert summary.data.metrics["runs_trained"] == json.loads((folder / "study.json").read_text())["runs_trained"]
 
 
-def test_an_unreachable_tracker_warns_once_and_the_study_goes_on(tmp_path, capsys):
+def test_an_unreachable_mlflow_tracker_warns_once_and_the_study_goes_on(tmp_path, capsys):
     cfg = _study(tmp_path, "http://127.0.0.1:9")  # nothing listens on the discard port
     cfg.study.models, cfg.study.seeds = ["tabular_only"], [0]
     folder = run_study(cfg, str(tmp_path / "res"))
