@@ -95,7 +95,8 @@ class Tracker:
 
     def _run(self, name: str, tags: dict, metrics: list, params: dict, status: str = "FINISHED") -> str:
         E, now = self._mlflow.entities, int(time.time() * 1000)
-        run_id = self._client.create_run(self._exp, run_name=name, tags={k: str(v) for k, v in tags.items()}).info.run_id
+        tags = {k: str(v) for k, v in tags.items()}
+        run_id = self._client.create_run(self._exp, run_name=name, tags=tags).info.run_id
         ms = [E.Metric(k, float(v), now, step) for k, v, step in metrics]
         ps = [E.Param(k, v[:6000]) for k, v in params.items()]
         for i in range(0, len(ps), _PARAMS):

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         folder = run_study(cfg, args.out)
         dest = write_reports(folder)
         log_summary(cfg.tracking, folder, [dest, folder / "summary.csv", folder / "study.json", folder / "figures"])
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError, ConnectionError) as e:  # bad data or spec: say what, no traceback
+    # bad data or spec, a missing optional package, no Ray cluster: say what, no traceback
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError, ConnectionError) as e:
         raise SystemExit(f"error: {e}") from None
     except KeyboardInterrupt:
         raise SystemExit("interrupted: every finished run is stored; rerun the same command to resume") from None
