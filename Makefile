@@ -2,6 +2,7 @@
 # Each creates/updates .venv itself (torch pinned to the CPU build 2.13.0).
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
+EXTRAS_STAMP := .venv/.extras-installed
 
 .PHONY: study test test-fast report venv
 
@@ -13,6 +14,11 @@ $(VENV_STAMP): requirements.txt
 
 venv: $(VENV_STAMP)
 
+# Optional Ray + MLflow for their tests (`make study` never installs them); torch stays pinned.
+$(EXTRAS_STAMP): $(VENV_STAMP) requirements-extras.txt
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 -r requirements-extras.txt
+	touch $(EXTRAS_STAMP)
+
 ## Run the full study (default dataset + the no-Rating contrast), then write experiments.md and postmortem.md.
 ## PROFILE=quick gives a smoke run into results/*-quick/ (the committed reports are left alone).
 study: $(VENV_STAMP)
@@ -21,7 +27,7 @@ study: $(VENV_STAMP)
 	test "$(or $(PROFILE),full)" != full || $(PY) report.py
 
 ## Run every test: fast unit tests, then the slow real-data tests
-test: $(VENV_STAMP)
+test: $(VENV_STAMP) $(EXTRAS_STAMP)
 	$(PY) -m pytest -q -m "not slow"
 	$(PY) -m pytest -q -m slow
 

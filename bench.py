@@ -1,16 +1,20 @@
 """Benchmark: wall seconds per part, trained models per second, training samples/s and peak memory
-per worker of the study, as ratios to a stored baseline.
+per worker of the study, as ratios to a stored baseline; and the local vs the Ray executor.
 
     python bench.py                              # time a fresh full study in a temporary folder
     python bench.py --profile quick              # the same for the quick profile
     python bench.py --from results/clothing      # print the figures of a stored study (no training)
     python bench.py --from results/clothing --baseline dense-adamw
+    python bench.py --executors                  # one small study under the local and the Ray executor
 
 Timing is wall-clock on this machine (2 CPU cores here); throughput is training samples per second
 of wall time inside ``fit``, averaged over a part's runs; peak memory is each worker process's
 peak resident set (MiB, ``getrusage``). This machine is shared and noisy, so the figure to quote
 is the ratio to a baseline of ``bench_baselines.json`` (earlier designs' stored ``study.json``
-figures of the full profile; a ratio < 1 is faster). ``experiments.md`` shows the committed run's table.
+figures of the full profile; a ratio < 1 is faster). ``experiments.md`` shows the committed run's
+table. ``--executors`` trains the same small study (:data:`SMALL`, plus any ``--set``) once per
+executor, each in its own temporary folder, and prints the wall seconds of each (the whole study,
+and its training parts alone, which exclude Ray's start) and their ratio.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from analysis import part_table
@@ -59,23 +64,53 @@ def report(folder: Path, baseline: str | None) -> str:
     return "\n".join(lines)
 
 
+# The small study of --executors: the quick profile on 6,000 rows, without the (driver-side) references.
+SMALL = ["dataset.subsample=6000", "study.references=false", "study.save_models=false"]
+
+
+def compare_executors(data: str, profile: str, overrides: list[str]) -> pd.DataFrame:
+    """Wall seconds of the same study under ``train.executor = "local"`` and ``"ray"``: per
+    executor the whole study (``wall_s``, with Ray's start) and its training parts (``train_s``:
+    Parts 1-5), runs trained, and each time as a ratio to the local executor's."""
+    rows = []
+    for ex in ("local", "ray"):
+        cfg = load_config(data, profile, [*SMALL, *overrides, f'train.executor="{ex}"'])
+        torch.set_num_threads(cfg.train.threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            meta = json.loads((run_study(cfg, tmp) / "study.json").read_text())
+        train = sum(meta["part_seconds"].get(p, 0) for p in ("main", "part3", "part5"))
+        rows.append({"executor": ex, "runs": meta["runs_trained"], "wall_s": meta["wall_seconds"],
+                     "train_s": round(train, 1), "workers": meta["workers"]})
+    df = pd.DataFrame(rows)
+    for col in ("wall_s", "train_s"):
+        df[f"{col}_ratio"] = (df[col] / df[col].iloc[0]).round(2)
+    return df
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--from", dest="folder", default=None, help="print a stored study's figures instead of running")
-    ap.add_argument("--profile", default="full")
+    ap.add_argument("--profile", default=None, help="configs/<profile>.toml (default: full; quick with --executors)")
     ap.add_argument("--data", default="configs/clothing.toml")
     ap.add_argument("--baseline", default="sparse-adagrad",
                     help=f"a key of bench_baselines.json ({', '.join(baselines())}) or 'none'")
+    ap.add_argument("--executors", action="store_true", help="time one small study under each executor")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override (repeatable)")
     args = ap.parse_args(argv)
     base = None if args.baseline == "none" else args.baseline
+    if args.executors:
+        print(compare_executors(args.data, args.profile or "quick", args.set).to_markdown(index=False))
+        return
     if args.folder:
         print(report(Path(args.folder), base))
         return
-    cfg = load_config(args.data, args.profile)
+    profile = args.profile or "full"
+    cfg = load_config(args.data, profile, args.set)
     torch.set_num_threads(cfg.train.threads)
     with tempfile.TemporaryDirectory() as tmp:
         folder = run_study(cfg, tmp)
-        print(report(folder, base if args.profile == "full" else None))
+        # the stored baselines are full-profile studies of the default data: no ratio for anything else
+        print(report(folder, base if profile == "full" and not args.set else None))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmtk import FOLDER_SPLIT_COLUMN, folder_spec
+
 ROOT = Path(__file__).resolve().parent
 CONFIG_DIR = ROOT / "configs"
 MODALITIES = ("tabular", "text")  # sorted: the order every per-modality dict is iterated in
@@ -23,9 +25,8 @@ UNIMODAL_NAMES = tuple(f"{m}_only" for m in MODALITIES)
 SCHEDULES = ("constant", "linear")
 # A Multimodal-Toolkit folder (train.csv, val.csv, test.csv, column_info.json): the keys its
 # column_info.json may hold, and the column the loader adds to name the file each row came from.
-COLUMN_INFO_KEYS = ("text_cols", "cat_cols", "num_cols", "label_col", "label_list")
-FOLDER_SPLIT_COLUMN = "__split__"
 TEXT_OPTIMIZERS = ("adagrad", "adamw")
+EXECUTORS = ("local", "ray")  # where runs are trained: this machine's processes or a Ray cluster (executors.py)
 # Bumped when the evaluation protocol changes meaning, so stored runs of the old protocol are not
 # resumed into a new study (2: removal = marginalisation, classical fusion references).
 PROTOCOL_VERSION = 2
@@ -156,6 +157,7 @@ class TrainConfig:
     schedule: str = "linear"
     threads: int = 2
     workers: int = 2  # runs trained in parallel processes; each gets threads // workers torch threads
+    executor: str = "local"  # "local" (``workers`` processes) or "ray" (the [ray] section); not in the fingerprint
 
 
 @dataclass
@@ -210,6 +212,26 @@ class ReportConfig:
 
 
 @dataclass
+class RayConfig:
+    """The Ray executor (``train.executor = "ray"``, ``executors.RayPool``). ``address``: ``""`` starts a
+    local Ray with ``num_cpus`` CPUs (0 = every core), ``"auto"`` / ``"ray://host:port"`` joins a cluster.
+    A run reserves ``cpus_per_run`` CPUs (= its torch threads); a failed run is retried ``max_retries`` times."""
+
+    address: str = ""
+    num_cpus: int = 0
+    cpus_per_run: float = 1.0
+    max_retries: int = 2
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking (``tracking.py``), off while ``mlflow_uri`` is empty; ``experiment`` "" = the folder's name."""
+
+    mlflow_uri: str = ""
+    experiment: str = ""
+
+
+@dataclass
 class Config:
     """The whole resolved configuration of one study."""
 
@@ -221,6 +243,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     profile: str = "full"
     base_dir: str = "."
 
@@ -230,17 +254,16 @@ class Config:
 
     def fingerprint(self) -> str:
         """Short hash of everything that changes what a trained model is or how it is evaluated
-        (not the seed lists or the report's rules)."""
+        (not the seed lists, the report's rules, nor where runs execute or are tracked)."""
         d = self.to_dict()
         d["protocol"] = {"version": PROTOCOL_VERSION, "marginal_k": self.study.marginal_k}
         for how_to_read in ("encoding", "delimiter"):  # read options: the same table either way
             d["dataset"].pop(how_to_read)
         if not self.split.column:  # the random split: hashed as before the key existed
             d["split"].pop("column")
-        d.pop("study")
-        d.pop("report")
-        d.pop("base_dir")
-        d.pop("profile")
+        d["train"].pop("executor")  # where a run executes does not change the model: hashed as before
+        for what in ("study", "report", "ray", "tracking", "base_dir", "profile"):  # not what a model is
+            d.pop(what)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -300,60 +323,6 @@ def parse_override(text: str) -> dict:
     except tomllib.TOMLDecodeError:
         value = raw  # bare strings need no quotes on the command line
     return {sec: {key: value}}
-
-
-def read_column_info(folder: str | Path) -> dict:
-    """The ``column_info.json`` of a Multimodal-Toolkit folder, checked: ``label_col`` (required),
-    ``text_cols``, ``cat_cols``, ``num_cols`` (lists of column names; absent or null = none) and
-    ``label_list`` (the class names that integer labels index; absent or null = labels as they are).
-
-    Raises
-    ------
-    FileNotFoundError
-        If the folder has no ``column_info.json``.
-    ValueError
-        On invalid JSON, an unknown key (naming it and the known ones) or a value of the wrong type.
-    """
-    path = Path(folder) / "column_info.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder}: no column_info.json; a Multimodal-Toolkit folder holds train.csv, "
-                                f"val.csv (optional), test.csv and column_info.json with keys {list(COLUMN_INFO_KEYS)}")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(info, dict):
-        raise ValueError(f"{path}: must hold a JSON object with keys {list(COLUMN_INFO_KEYS)}")
-    unknown = sorted(set(info) - set(COLUMN_INFO_KEYS))
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {list(COLUMN_INFO_KEYS)}")
-    if not isinstance(info.get("label_col"), str) or not info["label_col"]:
-        raise ValueError(f"{path}: label_col must name the label column; got {info.get('label_col')!r}")
-    out = {"label_col": info["label_col"]}
-    for key in ("text_cols", "cat_cols", "num_cols", "label_list"):
-        v = info.get(key) or []
-        kinds = (str, int) if key == "label_list" else (str,)
-        if not isinstance(v, list) or not all(isinstance(x, kinds) and not isinstance(x, bool) for x in v):
-            raise ValueError(f"{path}: {key} must be a list of {'names or numbers' if key == 'label_list' else 'column names'}"
-                             f"; got {v!r}")
-        out[key] = v
-    return out
-
-
-def folder_spec(folder: str | Path) -> dict:
-    """The config tree of a Multimodal-Toolkit folder: ``[dataset]`` from its column_info.json
-    (study name = the folder's name) and ``[split] column`` = :data:`FOLDER_SPLIT_COLUMN`.
-
-    Raises
-    ------
-    FileNotFoundError, ValueError
-        From :func:`read_column_info`.
-    """
-    folder = Path(folder).resolve()
-    info = read_column_info(folder)
-    return {"dataset": {"name": folder.name, "source": folder.name, "text": info["text_cols"],
-                        "categorical": info["cat_cols"], "numeric": info["num_cols"], "label": info["label_col"]},
-            "split": {"column": FOLDER_SPLIT_COLUMN}}
 
 
 def load_config(dataset: str | Path = CONFIG_DIR / "clothing.toml", profile: str = "full",
@@ -437,6 +406,9 @@ def validate(cfg: Config) -> Config:
     _require(bool(st.imbalance_seeds) or not st.imbalance_models, "study.imbalance_seeds",
              "must not be empty while study.imbalance_models is set", st.imbalance_seeds)
     _require(tr.schedule in SCHEDULES, "train.schedule", f"must be one of {list(SCHEDULES)}", tr.schedule)
+    _require(tr.executor in EXECUTORS, "train.executor", f"must be one of {list(EXECUTORS)}", tr.executor)
+    for key, hi in (("num_cpus", 10**6), ("cpus_per_run", 10**6), ("max_retries", 100)):
+        _in_range(f"ray.{key}", getattr(cfg.ray, key), 0, hi, lo_open=key == "cpus_per_run")
     _require(tr.text_optimizer in TEXT_OPTIMIZERS, "train.text_optimizer", f"must be one of {list(TEXT_OPTIMIZERS)}",
              tr.text_optimizer)
     _in_range("study.subsample_levels", st.subsample_levels, 0, 1, lo_open=True, hi_open=True)

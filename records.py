@@ -5,6 +5,7 @@ A results folder ``results/<study>/`` holds:
 * ``runs.jsonl`` — one :class:`RunRecord` per trained (or fitted, or combined) model;
 * ``evals.jsonl`` — one :class:`EvalRecord` per model x seed x perturbation x severity x subset;
 * ``predictions.jsonl`` — one :class:`PredictionRecord` (val/test probabilities) per run;
+* ``failures.jsonl`` — one :class:`FailureRecord` per run that raised (a rerun retries it);
 * ``split.json`` (row ids, labels, data statistics) and ``study.json`` (wall seconds, cores).
 
 What a run *is* lives in explicit fields — ``kind``, ``modalities``, ``fusion``, ``training`` —
@@ -150,6 +151,23 @@ class PredictionRecord:
         return a / a.sum(axis=1, keepdims=True)
 
 
+@dataclass
+class FailureRecord:
+    """A run that raised (after the executor's retries): its key, what it was, the error's type and
+    message, and how many times it was attempted. Not a completed run: a rerun trains it again."""
+
+    run_key: str
+    model: str
+    seed: int
+    part: str
+    config_fp: str
+    error_type: str
+    message: str
+    attempts: int
+    executor: str
+    time: str
+
+
 def positive_or_all(proba: np.ndarray) -> np.ndarray:
     """The stored form of ``(n, n_classes)`` probabilities: ``(n,)`` of class 1 when binary."""
     return proba[:, 1] if proba.shape[1] == 2 else proba
@@ -231,6 +249,7 @@ class RunStore:
         self.runs_path = self.folder / "runs.jsonl"
         self.preds_path = self.folder / "predictions.jsonl"
         self.evals_path = self.folder / "evals.jsonl"
+        self.failures_path = self.folder / "failures.jsonl"
 
     def records(self) -> list[RunRecord]:
         """Every stored run record, oldest first."""
@@ -248,18 +267,31 @@ class RunStore:
         """Every stored evaluation record, oldest first."""
         return [EvalRecord(**_fields(EvalRecord, _migrate_eval(d))) for d in read_jsonl(self.evals_path)]
 
+    def failures(self) -> list[FailureRecord]:
+        """Every stored failure, oldest first (a key that later completed is in :meth:`done_keys` too)."""
+        return [FailureRecord(**_fields(FailureRecord, d)) for d in read_jsonl(self.failures_path)]
+
     def append(self, record: RunRecord, preds: PredictionRecord | None = None,
                evals: list[EvalRecord] | None = None) -> None:
         """Write predictions and evaluations first and the run record last: a stored run record
         means the run is complete (resume skips it). Each file is flushed and fsynced."""
         for path, objs in ((self.preds_path, [preds] if preds else []), (self.evals_path, evals or []),
                            (self.runs_path, [record])):
-            if objs:
-                torn = _ends_torn(path)  # a line cut off by an interrupted write must not swallow the next
-                with open(path, "a") as fh:
-                    fh.write("\n" * torn + "".join(to_json(o) + "\n" for o in objs))
-                    fh.flush()
-                    os.fsync(fh.fileno())
+            _append_lines(path, objs)
+
+    def fail(self, failure: FailureRecord) -> None:
+        """Store a failed run in ``failures.jsonl`` (flushed and fsynced, like :meth:`append`)."""
+        _append_lines(self.failures_path, [failure])
+
+
+def _append_lines(path: Path, objs: list) -> None:
+    """Append one JSON line per record to ``path``, then flush and fsync."""
+    if objs:
+        torn = _ends_torn(path)  # a line cut off by an interrupted write must not swallow the next
+        with open(path, "a") as fh:
+            fh.write("\n" * torn + "".join(to_json(o) + "\n" for o in objs))
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 @dataclass

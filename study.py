@@ -5,6 +5,7 @@ Results folder ``results/<study>/``:
 * ``runs.jsonl`` — one self-describing record per trained model (config, seed, git hash,
   metrics on val and test, parameter counts per component, timings, per-epoch curves);
 * ``predictions.jsonl`` — the val/test probabilities of each run, keyed like ``runs.jsonl``;
+* ``failures.jsonl`` — the runs that raised (after the executor's retries); a rerun retries them;
 * ``split.json`` — row ids and labels of the fixed split plus data statistics;
 * ``study.json`` — wall seconds per part, core count, config fingerprint;
 * ``models/<fingerprint>/`` — the fitted preprocessing and the weights of the plainly trained
@@ -12,7 +13,9 @@ Results folder ``results/<study>/``:
 * ``summary.csv``, ``experiments.md`` sections and ``figures/`` — rendered by ``report.py``.
 
 A record is appended (and flushed) the moment its run finishes, so an interrupted study loses at
-most the run in progress, and a rerun skips every run whose key is already stored.
+most the run in progress, and a rerun skips every run whose key is already stored. Runs execute
+in local processes or, with ``train.executor = "ray"``, as Ray tasks (``executors.py``); either
+way this process alone writes the records (and logs them to MLflow when asked, ``tracking.py``).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import os
 import resource
 import subprocess
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -35,12 +38,14 @@ from tqdm import tqdm
 import perturb
 from config import ROOT, UNIMODAL_NAMES, Config, StudyConfig, model_parts
 from data import Prepared, SplitData, prepare
+from executors import RayPool, describe_failure, threads_per_run
 from fusion import parameter_scaling
 from loop import background_rows, fit, forward_batches, make_model, predict, predict_marginal
 from metrics import best_f1_threshold, classification_metrics, f1_at_threshold
-from records import EvalRecord, PredictionRecord, RunRecord, RunStore, Training
+from records import EvalRecord, FailureRecord, PredictionRecord, RunRecord, RunStore, Training
 from references import REFERENCES, SEEDED, fit_references, late_average, single_column_auc
 from saving import models_dir, save_preprocessing, save_weights
+from tracking import store_for
 
 PART_OF = {"text_only": "part1", "tabular_only": "part1", "early_concat": "part2", "late_logit_avg": "part2"}
 SAVED_PARTS = ("part1", "part2", "part4")  # plainly trained models whose weights predict.py can load
@@ -362,24 +367,46 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, peaks: dict[int, float]) -> None:
-    """Train ``specs`` (in ``pool`` when given, else in this process), storing each as it ends;
-    ``peaks`` collects each worker's peak resident memory (MiB) by process id."""
+def _failed(store: RunStore, spec: RunSpec, fp: str, err: Exception, pool) -> None:
+    """Store a run that raised in ``failures.jsonl``; the study goes on (a rerun retries it)."""
+    kind, msg = describe_failure(err)
+    attempts, executor = (pool.attempts, "ray") if isinstance(pool, RayPool) else (1, "local")
+    tqdm.write(f"run {spec.key(fp)} failed after {attempts} attempt(s): {kind}: {msg}")
+    store.fail(FailureRecord(spec.key(fp), spec.model, spec.seed, spec.part, fp, kind, msg, attempts, executor,
+                             dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
+
+
+def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, fp: str, peaks: dict[int, float]) -> None:
+    """Train ``specs`` (in ``pool`` when given, else in this process), storing each as it ends; a
+    run that raises is stored as failed (:func:`_failed`) and the others go on. ``peaks`` collects
+    each worker's peak resident memory (MiB) by process id."""
     if not specs:
         return
     with tqdm(total=len(specs), desc=desc, unit="run", dynamic_ncols=True) as bar:
         if pool is None:
             for spec in specs:
                 bar.set_postfix_str(f"{spec.model} seed {spec.seed}")
-                _, out, _, (pid, rss) = _worker_run(spec)
-                store.append(*out)
-                peaks[pid] = max(peaks.get(pid, 0.0), rss)
+                try:
+                    _, out, _, (pid, rss) = _worker_run(spec)
+                except Exception as e:  # noqa: BLE001 — one failing run must not stop the others
+                    _failed(store, spec, fp, e, pool)
+                else:
+                    store.append(*out)
+                    peaks[pid] = max(peaks.get(pid, 0.0), rss)
                 bar.update()
             return
-        for fut in as_completed([pool.submit(_worker_run, sp) for sp in specs]):
-            spec, out, _, (pid, rss) = fut.result()
-            store.append(*out)
-            peaks[pid] = max(peaks.get(pid, 0.0), rss)
+        futures = {pool.submit(_worker_run, sp): sp for sp in specs}
+        for fut in as_completed(futures):
+            spec = futures[fut]
+            try:
+                _, out, _, (pid, rss) = fut.result()
+            except BrokenExecutor:  # the local pool itself died: every later run would fail the same way
+                raise
+            except Exception as e:  # noqa: BLE001
+                _failed(store, spec, fp, e, pool)
+            else:
+                store.append(*out)
+                peaks[pid] = max(peaks.get(pid, 0.0), rss)
             bar.set_postfix_str(f"{spec.model} seed {spec.seed} done")
             bar.update()
 
@@ -398,7 +425,7 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
     print(f"study {cfg.dataset.name!r} profile {cfg.profile!r} -> {folder}")
     prep = prepare(cfg)  # bad data fails here, before any results folder exists
     check_models(cfg, prep.modalities)
-    store = RunStore(folder)
+    store = store_for(folder, cfg.tracking)
     write_split(prep, folder)
     models = models_dir(folder, fp) if cfg.study.save_models else None
     if models is not None:
@@ -417,15 +444,20 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
     print(f"{n_todo} runs to train, {n_all - n_todo} already stored; {cfg.train.workers} worker(s)")
     workers = max(1, min(cfg.train.workers, n_todo))
     threads = max(1, cfg.train.threads // workers)
-    pool = None if workers == 1 else ProcessPoolExecutor(
-        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(prep, cfg, suite, threads, code, models))
+    if cfg.train.executor == "ray" and n_todo:  # as many runs at once as the cluster's CPUs allow
+        threads = threads_per_run(cfg.ray)
+        pool = RayPool(cfg.ray, _init_worker, (prep, cfg, suite, threads, code, models))
+        workers = pool.workers
+    else:
+        pool = None if workers == 1 else ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(prep, cfg, suite, threads, code, models))
     if pool is None:
         _init_worker(prep, cfg, suite, cfg.train.threads, code, models)
     peaks: dict[int, float] = {}
     try:
         for part, desc in (("main", "Parts 1, 2, 4"), ("part3", "Part 3 (ModDrop)"), ("part5", "Part 5 (imbalance)")):
             t0 = time.perf_counter()
-            _execute(todo[part], store, pool, desc, peaks)
+            _execute(todo[part], store, pool, desc, fp, peaks)
             secs[part] = time.perf_counter() - t0
             if part == "main":
                 for seed in cfg.study.seeds:
@@ -442,14 +474,17 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
         (folder / "param_scaling.json").write_text(json.dumps(rows) + "\n")
     secs["scaling"] = time.perf_counter() - t0
     wall = time.perf_counter() - t_start
+    failed = {sp.key(fp) for v in todo.values() for sp in v} - store.done_keys()
+    n_todo -= len(failed)
     meta = {"study": cfg.dataset.name, "profile": cfg.profile, "config_fp": fp, "cores": os.cpu_count(),
             "workers": workers, "torch_threads_per_worker": threads, "wall_seconds": round(wall, 1),
             "runs_trained": n_todo, "runs_planned": n_all,
             "peak_rss_mb_per_worker": sorted(round(v) for v in peaks.values()), "peak_rss_mb_driver": round(peak_rss_mb()),
             "part_seconds": {k: round(v, 1) for k, v in secs.items()},
-            "git": code, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            "git": code, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "executor": cfg.train.executor, **({"runs_failed": len(failed)} if failed else {})}
     old = json.loads((folder / "study.json").read_text()) if (folder / "study.json").is_file() else {}
-    if old.get("config_fp") == fp and n_todo == 0:
+    if old.get("config_fp") == fp and n_todo == 0 and not failed:
         print(f"nothing new to train: keeping the timings of the run that trained these models ({folder / 'study.json'})")
     else:
         if old.get("config_fp") == fp:  # a resumed study: its cost is the sum of its invocations
@@ -460,4 +495,6 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
         (folder / "study.json").write_text(json.dumps(meta, indent=2) + "\n")
     print("per-part wall seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in meta["part_seconds"].items()))
     print(f"study wall time {wall:.1f} s on {os.cpu_count()} cores ({n_todo} runs trained)")
+    if failed:
+        print(f"{len(failed)} run(s) failed, see {folder / 'failures.jsonl'}; rerun the same command to retry them")
     return folder

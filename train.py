@@ -7,6 +7,8 @@
                                                      # + column_info.json); study name = folder name
     python predict.py --study results/my_data --model early_concat --input new.csv --output preds.csv
     python train.py --set train.lr=0.001 --set study.seeds=[0,1]
+    python train.py --set train.executor="ray" --set ray.address="auto"   # train on a running Ray cluster
+    python train.py --profile quick --mlflow         # track in MLflow: results/clothing-quick/mlflow.db
     python report.py results/clothing                # rebuild the reports without training
 
 This file is the command line only: the protocol is in ``study.py``, the training loop in
@@ -20,7 +22,8 @@ import torch
 
 from config import load_config
 from report import write_reports
-from study import run_study
+from study import results_dir, run_study
+from tracking import default_uri, log_summary
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,15 +38,23 @@ def main(argv: list[str] | None = None) -> None:
                     help="override one config value (repeatable)")
     ap.add_argument("--out", default=None, help="results folder (default results/<dataset.name>"
                                                 "[-<profile>])")
+    ap.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                    help="track runs in MLflow at URI (sets tracking.mlflow_uri; without URI: a SQLite file "
+                         "mlflow.db in the results folder)")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.data, args.profile, args.set)
     except (ValueError, FileNotFoundError) as e:
         ap.error(str(e))
+    if args.mlflow is not None:
+        cfg.tracking.mlflow_uri = args.mlflow or default_uri(results_dir(cfg, args.out))
     torch.set_num_threads(cfg.train.threads)
     try:
-        write_reports(run_study(cfg, args.out))
-    except (ValueError, FileNotFoundError, RuntimeError) as e:  # bad data or spec: say what, no traceback
+        folder = run_study(cfg, args.out)
+        dest = write_reports(folder)
+        log_summary(cfg.tracking, folder, [dest, folder / "summary.csv", folder / "study.json", folder / "figures"])
+    # bad data or spec, a missing optional package, no Ray cluster: say what, no traceback
+    except (ValueError, FileNotFoundError, RuntimeError, ImportError, ConnectionError) as e:
         raise SystemExit(f"error: {e}") from None
     except KeyboardInterrupt:
         raise SystemExit("interrupted: every finished run is stored; rerun the same command to resume") from None

@@ -1,6 +1,8 @@
+import json
+
 import pytest
 
-from config import Config, apply, load_config, parse_override, CONFIG_DIR
+from config import Config, ROOT, apply, load_config, parse_override, CONFIG_DIR
 
 
 def test_unknown_key_is_an_error_naming_it():
@@ -77,3 +79,31 @@ def test_report_rules_are_config_and_leave_the_fingerprint_alone():
     changed = load_config(CONFIG_DIR / "clothing.toml", "full", ["report.margin=0.01"])
     assert changed.report.margin == 0.01 and changed.to_dict()["report"]["margin"] == 0.01
     assert changed.fingerprint() == base.fingerprint()  # decision rules do not change what a model is
+
+
+def test_where_runs_execute_or_are_tracked_is_not_in_the_fingerprint():
+    cfg = load_config(CONFIG_DIR / "clothing.toml", "full")
+    fp = cfg.fingerprint()
+    apply(cfg, {"train": {"executor": "ray"}, "ray": {"address": "auto", "num_cpus": 8, "cpus_per_run": 2.0,
+                                                      "max_retries": 0},
+                "tracking": {"mlflow_uri": "sqlite:///x.db", "experiment": "e"}})
+    assert cfg.fingerprint() == fp
+
+
+def test_a_study_stored_before_the_ray_and_tracking_sections_keeps_its_fingerprint():
+    with open(ROOT / "results" / "clothing" / "runs.jsonl") as fh:
+        rec = json.loads(fh.readline())  # written before [ray], [tracking] and train.executor existed
+    stored = rec["config"]
+    assert "ray" not in stored and "executor" not in stored["train"]
+    cfg = apply(Config(profile=stored["profile"], base_dir=stored["base_dir"]),
+                {k: v for k, v in stored.items() if isinstance(v, dict)})
+    assert cfg.fingerprint() == rec["config_fp"]  # so its runs resume under the new code
+
+
+def test_executor_and_ray_settings_are_checked_at_load():
+    with pytest.raises(ValueError, match=r"train.executor must be one of \['local', 'ray'\]"):
+        load_config(CONFIG_DIR / "clothing.toml", "quick", ['train.executor="dask"'])
+    with pytest.raises(ValueError, match="ray.cpus_per_run"):
+        load_config(CONFIG_DIR / "clothing.toml", "quick", ["ray.cpus_per_run=0"])
+    with pytest.raises(ValueError, match="unknown config key ray.'adress'"):
+        load_config(CONFIG_DIR / "clothing.toml", "quick", ['ray.adress="auto"'])

@@ -100,3 +100,11 @@ def test_no_python_file_over_500_lines():
 def test_load_study_names_the_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="runs.jsonl"):
         load_study(tmp_path)
+
+
+def test_optional_packages_are_imported_only_on_their_code_paths():
+    # ray and mlflow (requirements-extras.txt) load through extras.import_extra when a study asks for them
+    code = ("import sys, train, study, bench, executors, tracking, report; "
+            "print(sorted(m for m in ('ray', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 import train
-from config import CONFIG_DIR, FOLDER_SPLIT_COLUMN, load_config, validate
+from config import CONFIG_DIR, load_config, validate
+from mmtk import FOLDER_SPLIT_COLUMN
 from data import prepare
 from records import RunStore
 from tests.conftest import ROOT, synthetic_config, synthetic_frame

@@ -8,6 +8,7 @@ import pytest
 from data import prepare
 from analysis import dominance, eval_frame
 from config import StudyConfig
+import study
 from records import RunStore, load_study
 from report import write_reports
 from study import RunSpec, eval_suite, plan, run_study, train_run
@@ -151,3 +152,26 @@ def test_text_only_dataset_reports(tmp_path):
     text = write_reports(folder, tmp_path / "exp.md").read_text()
     assert "Both unimodal models are needed" in text and "No fusion variant" in text
     assert "predefined split (column `fold`) 300 / 100 / 100" in text
+
+
+def test_a_run_that_raises_is_recorded_as_failed_the_others_complete_and_a_rerun_retries_it(tmp_path, monkeypatch):
+    cfg = _tiny_study(tmp_path, synthetic_frame(400), models=["text_only", "tabular_only"], imbalance_models=[])
+    cfg.study.references = False
+    real = study.train_run
+
+    def flaky(spec, *a, **kw):
+        if spec.model == "text_only":
+            raise MemoryError("out of memory on purpose")
+        return real(spec, *a, **kw)
+    monkeypatch.setattr(study, "train_run", flaky)
+    folder = run_study(cfg, str(tmp_path / "res"))
+    store, key = RunStore(folder), f"text_only|seed=0|cfg={cfg.fingerprint()}"
+    (fail,) = store.failures()
+    assert (fail.run_key, fail.error_type, fail.message, fail.attempts, fail.executor) == (
+        key, "MemoryError", "out of memory on purpose", 1, "local")
+    assert {r.model for r in store.records()} == {"tabular_only"}
+    meta = json.loads((folder / "study.json").read_text())
+    assert meta["runs_failed"] == 1 and meta["runs_trained"] == 1
+    monkeypatch.setattr(study, "train_run", real)
+    run_study(cfg, str(folder))
+    assert key in store.done_keys() and "runs_failed" not in json.loads((folder / "study.json").read_text())
