@@ -11,7 +11,8 @@ from config import StudyConfig
 import study
 from records import RunStore, load_study
 from report import write_reports
-from study import RunSpec, eval_suite, plan, run_study, train_run
+from evaluation import eval_suite
+from study import RunSpec, plan, run_study, train_run
 from tests.conftest import synthetic_config, synthetic_frame
 
 
