@@ -243,7 +243,9 @@ def reference_runs(prep: Prepared, cfg: Config, skip: set[str] = frozenset()) ->
     fp, out = cfg.fingerprint(), []
     for i, seed in enumerate(cfg.study.seeds):
         names = [n for n in REFERENCES if (i == 0 or n in SEEDED) and f"{n}|seed={seed}|cfg={fp}" not in skip]
-        with threadpool_limits(cfg.train.threads):  # HistGradientBoosting's OpenMP would take every core
+        # one thread: the fits are mostly single-threaded lbfgs, and HistGradientBoosting's OpenMP threads
+        # spin-wait to a crawl when another process holds a core (seen: 285 s instead of 18 s under load)
+        with threadpool_limits(1):
             refs = fit_references(prep, names, seed=seed) if names else []
         for ref in refs:
             key = f"{ref.name}|seed={seed}|cfg={fp}"
