@@ -26,6 +26,9 @@ SCHEDULES = ("constant", "linear")
 COLUMN_INFO_KEYS = ("text_cols", "cat_cols", "num_cols", "label_col", "label_list")
 FOLDER_SPLIT_COLUMN = "__split__"
 TEXT_OPTIMIZERS = ("adagrad", "adamw")
+# "bag": n-gram embeddings trained from scratch; "minilm": frozen all-MiniLM-L6-v2 sentence
+# embeddings (the optional extra in requirements-minilm.txt) + a trained MLP (embeddings.py).
+TEXT_ENCODERS = ("bag", "minilm")
 # Bumped when the evaluation protocol changes meaning, so stored runs of the old protocol are not
 # resumed into a new study (2: removal = marginalisation, classical fusion references).
 PROTOCOL_VERSION = 2
@@ -93,8 +96,15 @@ class SplitConfig:
 
 @dataclass
 class TextConfig:
-    """Text pipeline: scikit-learn tokenizer, word n-grams, TF-IDF weights, truncation."""
+    """Text pipeline: scikit-learn tokenizer, word n-grams, TF-IDF weights, truncation.
 
+    ``encoder`` is what the model reads of the tokens: ``"bag"`` (TF-IDF-weighted n-gram
+    embeddings trained from scratch, ``models.text.TextEncoder``) or ``"minilm"`` (frozen 384-d
+    all-MiniLM-L6-v2 embeddings of the tokens joined by spaces, cached on disk, read by a trained
+    MLP, ``models.text.SentenceHead``; needs ``requirements-minilm.txt``). The TF-IDF matrix is
+    built either way: the classical references use it."""
+
+    encoder: str = "bag"
     ngram_max: int = 2
     min_df: int = 2
     max_features: int = 60000
@@ -175,6 +185,9 @@ class StudyConfig:
     corrupt_levels: list[float] = field(default_factory=lambda: [0.3, 0.6, 1.0])
     truncate_levels: list[int] = field(default_factory=lambda: [32, 8, 2])
     references: bool = True
+    # Part 3's inference-time perturbations beyond clean/remove/missing (drop, noise, typos,
+    # masking, shuffles, the text-missing subset); false leaves them out of every run's evaluation
+    robustness: bool = True
     bootstrap: int = 2000  # resamples of every two-level interval (Monte-Carlo error of a bound ~0.0001)
     # weights of Parts 1, 2, 4 and the fitted preprocessing under results/<study>/models/ (predict.py)
     save_models: bool = True
@@ -230,6 +243,8 @@ class Config:
             d["dataset"].pop(how_to_read)
         if not self.split.column:  # the random split: hashed as before the key existed
             d["split"].pop("column")
+        if self.text.encoder == "bag":  # the default encoder: hashed as before the key existed
+            d["text"].pop("encoder")
         d.pop("study")
         d.pop("report")
         d.pop("base_dir")
@@ -430,6 +445,8 @@ def validate(cfg: Config) -> Config:
     _require(bool(st.imbalance_seeds) or not st.imbalance_models, "study.imbalance_seeds",
              "must not be empty while study.imbalance_models is set", st.imbalance_seeds)
     _require(tr.schedule in SCHEDULES, "train.schedule", f"must be one of {list(SCHEDULES)}", tr.schedule)
+    _require(cfg.text.encoder in TEXT_ENCODERS, "text.encoder", f"must be one of {list(TEXT_ENCODERS)}",
+             cfg.text.encoder)
     _require(tr.text_optimizer in TEXT_OPTIMIZERS, "train.text_optimizer", f"must be one of {list(TEXT_OPTIMIZERS)}",
              tr.text_optimizer)
     _in_range("study.subsample_levels", st.subsample_levels, 0, 1, lo_open=True, hi_open=True)
