@@ -4,6 +4,7 @@ subsample, with the study's seeds. One command, resumable (stored runs are skipp
 
     python encoders.py              # train what is missing, then write docs/encoders.md  (make encoders)
     python encoders.py --report     # only rewrite docs/encoders.md from results/encoders-*/
+    python encoders.py --encoder bag --size 2000   # train a part only (then the page needs the rest)
 
 Each (encoder, size) is an ordinary study (``study.run_study``, profile ``configs/encoders.toml``)
 in ``results/encoders-<encoder>-<size>/``; the bag folders also hold ``tabular_only`` and the
@@ -19,6 +20,7 @@ import time
 import torch
 
 from config import CONFIG_DIR, load_config
+from embeddings import ExtraNotInstalled
 from render_encoders import ENCODERS, SIZES, folder_of, write_encoders_doc
 from study import run_study
 
@@ -37,15 +39,19 @@ def main(argv: list[str] | None = None) -> None:
     """Run every (encoder, size) study not yet stored, then write docs/encoders.md."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--report", action="store_true", help="only rewrite docs/encoders.md from stored results")
+    ap.add_argument("--encoder", choices=ENCODERS, action="append", help="train only this encoder (repeatable)")
+    ap.add_argument("--size", choices=list(SIZES), action="append", help="train only this data size (repeatable)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    if not args.report:
-        for size in SIZES:
-            for encoder in ENCODERS:
+    try:
+        for size in [] if args.report else args.size or SIZES:
+            for encoder in args.encoder or ENCODERS:
                 cfg = load_config(CONFIG_DIR / "clothing.toml", PROFILE, overrides(encoder, size))
                 torch.set_num_threads(cfg.train.threads)
                 run_study(cfg, str(folder_of(encoder, size)))
-    print(f"wrote {write_encoders_doc()} ({time.perf_counter() - t0:.0f} s in all)")
+        print(f"wrote {write_encoders_doc()} ({time.perf_counter() - t0:.0f} s in all)")
+    except (ExtraNotInstalled, ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
