@@ -8,6 +8,7 @@ _committed = pytest.mark.skipif(not all((folder_of(e, s) / "study.json").is_file
                                 reason="no committed encoder comparison")
 
 
+@pytest.mark.slow
 @_committed
 def test_committed_encoder_table_matches_regeneration():
     assert render_encoders_doc(ROOT) == (ROOT / DOC).read_text(), "docs/encoders.md is stale: run `python render_encoders.py`"
