@@ -123,10 +123,16 @@ def render_encoders_doc(root: Path = ROOT) -> str:
     wins = {size: {r.model: r.diff_test["verdict"] for r in t[t["size"] == size].itertuples()} for size in SIZES}
     ref_cells = pd.DataFrame([{"data": r.size, "model": r.model, "val ROC-AUC": f"{r.val:.4f}",
                                "test ROC-AUC": fmt_d(r.test, signed=False)} for r in refs.itertuples()])
-    cfg = studies[("minilm", "full")].config
+    full = studies[("minilm", "full")]
+    cfg, stats = full.config, full.split["stats"]
+    n_texts = stats["rows"] - stats["text_missing"]
+    encode_s = stats.get("text_encoder", {}).get("encode_seconds", float("nan"))
+    test_texts = round(n_texts * stats["split_sizes"]["test"] / stats["rows"])  # perturbed: 3 noise families x levels
     return environment().get_template("encoders.md.j2").render(
         table=md_table(_cells(t)), costs=md_table(_costs(t)), refs=md_table(ref_cells), wins=wins, margin=margin,
-        seeds=cfg["study"]["seeds"], train=cfg["train"], sizes={s: t[t["size"] == s].rows.iloc[0] for s in SIZES})
+        seeds=cfg["study"]["seeds"], train=cfg["train"], sizes={s: t[t["size"] == s].rows.iloc[0] for s in SIZES},
+        n_texts=n_texts, encode_s=round(encode_s), rate=round(n_texts / encode_s, 1),
+        n_perturbed=3 * len(cfg["study"]["noise_levels"]) * test_texts)
 
 
 def write_encoders_doc(root: Path = ROOT) -> Path:
