@@ -4,7 +4,7 @@ PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 EXTRAS_STAMP := .venv/.extras-installed
 
-.PHONY: study test test-fast report venv
+.PHONY: study test test-fast report venv encoders
 
 $(VENV_STAMP): requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -15,8 +15,8 @@ $(VENV_STAMP): requirements.txt
 venv: $(VENV_STAMP)
 
 # Optional Ray + MLflow for their tests (`make study` never installs them); torch stays pinned.
-$(EXTRAS_STAMP): $(VENV_STAMP) requirements-extras.txt
-	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 -r requirements-extras.txt
+$(EXTRAS_STAMP): $(VENV_STAMP) requirements-extras.txt requirements-minilm.txt
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0 -r requirements-extras.txt -r requirements-minilm.txt
 	touch $(EXTRAS_STAMP)
 
 ## Run the full study (default dataset + the no-Rating contrast), then write experiments.md and postmortem.md.
@@ -38,3 +38,8 @@ test-fast: $(VENV_STAMP)
 report: $(VENV_STAMP)
 	$(PY) report.py
 	$(PY) fusion.py --docs
+
+## Text-encoder comparison (bag vs frozen MiniLM; needs requirements-minilm.txt): results/encoders-*/, docs/encoders.md
+encoders: $(VENV_STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-minilm.txt torch==2.13.0
+	$(PY) encoders.py

@@ -27,6 +27,9 @@ SCHEDULES = ("constant", "linear")
 # column_info.json may hold, and the column the loader adds to name the file each row came from.
 TEXT_OPTIMIZERS = ("adagrad", "adamw")
 EXECUTORS = ("local", "ray")  # where runs are trained: this machine's processes or a Ray cluster (executors.py)
+# "bag": n-gram embeddings trained from scratch; "minilm": frozen all-MiniLM-L6-v2 sentence
+# embeddings (the optional extra in requirements-minilm.txt) + a trained MLP (embeddings.py).
+TEXT_ENCODERS = ("bag", "minilm")
 # Bumped when the evaluation protocol changes meaning, so stored runs of the old protocol are not
 # resumed into a new study (2: removal = marginalisation, classical fusion references).
 PROTOCOL_VERSION = 2
@@ -94,8 +97,15 @@ class SplitConfig:
 
 @dataclass
 class TextConfig:
-    """Text pipeline: scikit-learn tokenizer, word n-grams, TF-IDF weights, truncation."""
+    """Text pipeline: scikit-learn tokenizer, word n-grams, TF-IDF weights, truncation.
 
+    ``encoder`` is what the model reads of the tokens: ``"bag"`` (TF-IDF-weighted n-gram
+    embeddings trained from scratch, ``models.text.TextEncoder``) or ``"minilm"`` (frozen 384-d
+    all-MiniLM-L6-v2 embeddings of the tokens joined by spaces, cached on disk, read by a trained
+    MLP, ``models.text.SentenceHead``; needs ``requirements-minilm.txt``). The TF-IDF matrix is
+    built either way: the classical references use it."""
+
+    encoder: str = "bag"
     ngram_max: int = 2
     min_df: int = 2
     max_features: int = 60000
@@ -184,6 +194,9 @@ class StudyConfig:
     corrupt_levels: list[float] = field(default_factory=lambda: [0.3, 0.6, 1.0])
     truncate_levels: list[int] = field(default_factory=lambda: [32, 8, 2])
     references: bool = True
+    # Part 3's inference-time perturbations beyond clean/remove/missing (drop, noise, typos,
+    # masking, shuffles, the text-missing subset); false leaves them out of every run's evaluation
+    robustness: bool = True
     bootstrap: int = 2000  # resamples of every two-level interval (Monte-Carlo error of a bound ~0.0001)
     # weights of Parts 1, 2, 4 and the fitted preprocessing under results/<study>/models/ (predict.py)
     save_models: bool = True
@@ -261,6 +274,8 @@ class Config:
             d["dataset"].pop(how_to_read)
         if not self.split.column:  # the random split: hashed as before the key existed
             d["split"].pop("column")
+        if self.text.encoder == "bag":  # the default encoder: hashed as before the key existed
+            d["text"].pop("encoder")
         d["train"].pop("executor")  # where a run executes does not change the model: hashed as before
         for what in ("study", "report", "ray", "tracking", "base_dir", "profile"):  # not what a model is
             d.pop(what)
@@ -409,6 +424,8 @@ def validate(cfg: Config) -> Config:
     _require(tr.executor in EXECUTORS, "train.executor", f"must be one of {list(EXECUTORS)}", tr.executor)
     for key, hi in (("num_cpus", 10**6), ("cpus_per_run", 10**6), ("max_retries", 100)):
         _in_range(f"ray.{key}", getattr(cfg.ray, key), 0, hi, lo_open=key == "cpus_per_run")
+    _require(cfg.text.encoder in TEXT_ENCODERS, "text.encoder", f"must be one of {list(TEXT_ENCODERS)}",
+             cfg.text.encoder)
     _require(tr.text_optimizer in TEXT_OPTIMIZERS, "train.text_optimizer", f"must be one of {list(TEXT_OPTIMIZERS)}",
              tr.text_optimizer)
     _in_range("study.subsample_levels", st.subsample_levels, 0, 1, lo_open=True, hi_open=True)

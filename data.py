@@ -29,6 +29,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.model_selection import train_test_split
 
 from config import MODALITIES, Config, DatasetConfig, SplitConfig, TabularConfig, TextConfig
+from embeddings import SentenceEmbedder, embed_tokens, minilm_embedder
 from tables import load_frame, validate_frame
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # a scaled value beyond it is treated as missing
@@ -162,11 +163,13 @@ class TextPipeline:
     ``fit(texts)`` learns ``vectorizer_`` (word 1..``ngram_max``-grams, ``min_df``);
     ``tokenize(texts)`` returns token lists truncated to ``max_tokens``;
     ``transform(tokens, missing)`` returns a CSR matrix ``(n_samples, vocab_size)`` whose last two
-    columns are the reserved ``MISSING`` and ``UNKNOWN`` ids.
+    columns are the reserved ``MISSING`` and ``UNKNOWN`` ids; with a sentence ``embedder``
+    (``text.encoder = "minilm"``), ``embed(tokens, missing)`` returns ``(n_samples, 384)`` frozen
+    embeddings (zero rows = no text; ``embeddings.embed_tokens``).
     """
 
-    def __init__(self, cfg: TextConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: TextConfig, embedder: SentenceEmbedder | None = None):
+        self.cfg, self.embedder = cfg, embedder
         base = CountVectorizer(strip_accents="unicode", lowercase=True,
                                token_pattern=r"(?u)\b\w+\b")
         self._pre, self._tok = base.build_preprocessor(), base.build_tokenizer()
@@ -186,6 +189,15 @@ class TextPipeline:
             lowercase=False, ngram_range=(1, self.cfg.ngram_max), min_df=self.cfg.min_df,
             max_features=self.cfg.max_features, sublinear_tf=self.cfg.sublinear_tf, dtype=np.float32,
             vocabulary=vocabulary)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of :meth:`embed`'s rows; 0 without an embedder (the bag encoder)."""
+        return self.embedder.dim if self.embedder is not None else 0
+
+    def embed(self, tokens: list[list[str]], missing: np.ndarray) -> np.ndarray | None:
+        """``(n_samples, embedding_dim) float32`` sentence embeddings, or ``None`` without an embedder."""
+        return None if self.embedder is None else embed_tokens(self.embedder, tokens, missing)
 
     def fit(self, tokens: list[list[str]]) -> "TextPipeline":
         self.vectorizer_ = self.make_vectorizer()
@@ -307,7 +319,8 @@ class SplitData:
     """One split's model inputs. ``tokens`` are kept so text perturbations can re-vectorise;
     ``row_ids`` are row numbers in the source file.
 
-    Shapes: ``text (n, vocab)`` CSR; ``cat (n, n_cat)``; ``num (n, 2 * n_num)``; ``y (n,)``.
+    Shapes: ``text (n, vocab)`` CSR; ``cat (n, n_cat)``; ``num (n, 2 * n_num)``; ``y (n,)``;
+    ``emb (n, 384)`` frozen sentence embeddings (``text.encoder = "minilm"``; else ``None``).
     """
 
     row_ids: np.ndarray
@@ -317,6 +330,7 @@ class SplitData:
     cat: np.ndarray
     num: np.ndarray
     y: np.ndarray
+    emb: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -324,7 +338,8 @@ class SplitData:
     def subset(self, idx: np.ndarray) -> "SplitData":
         """The rows ``idx`` of this split as a new :class:`SplitData` (copies, never views)."""
         return SplitData(self.row_ids[idx], [self.tokens[i] for i in idx], self.text_missing[idx],
-                         self.text[idx], self.cat[idx], self.num[idx], self.y[idx])
+                         self.text[idx], self.cat[idx], self.num[idx], self.y[idx],
+                         None if self.emb is None else self.emb[idx])
 
 
 @dataclass
@@ -373,7 +388,8 @@ def prepare(cfg: Config, df: pd.DataFrame | None = None) -> Prepared:
     ids = (predefined_split(df[cfg.split.column], y, cfg.split, classes) if cfg.split.column
            else make_split(y, cfg.split, classes))
     texts, text_missing = _join_text(df, ds.text) if ds.text else ([None] * len(df), np.ones(len(df), bool))
-    textp, tabp = TextPipeline(cfg.text), TabularPipeline(cfg.tabular, ds.categorical, ds.numeric)
+    embedder = minilm_embedder() if cfg.text.encoder == "minilm" and ds.text else None
+    textp, tabp = TextPipeline(cfg.text, embedder), TabularPipeline(cfg.tabular, ds.categorical, ds.numeric)
     tokens, n_cut = textp.tokenize(texts)
     textp.fit([tokens[i] for i in ids["train"]])
     tabp.fit(df.iloc[ids["train"]])
@@ -382,7 +398,7 @@ def prepare(cfg: Config, df: pd.DataFrame | None = None) -> Prepared:
         toks = [tokens[i] for i in rows]
         cat, num = tabp.transform(df.iloc[rows])
         splits[name] = SplitData(orig_ids[rows], toks, text_missing[rows], textp.transform(toks, text_missing[rows]),
-                                 cat, num, y[rows])
+                                 cat, num, y[rows], textp.embed(toks, text_missing[rows]))
     modalities = tuple(m for m in MODALITIES
                        if (m == "text" and ds.text) or (m == "tabular" and (ds.categorical or ds.numeric)))
     stats = {"rows": len(df), "n_truncated": int(n_cut), "max_tokens": cfg.text.max_tokens,
@@ -393,6 +409,10 @@ def prepare(cfg: Config, df: pd.DataFrame | None = None) -> Prepared:
              "nonfinite": tabp.count_nonfinite(df),
              "class_counts": {k: {str(c): int(n) for c, n in zip(classes, np.bincount(y[v], minlength=len(classes)))}
                               for k, v in ids.items()}}
+    if embedder is not None:  # cost of the clean texts when first encoded (a warm cache reports the same)
+        stats["text_encoder"] = {"encoder": cfg.text.encoder, "weights_sha256": embedder.weights_sha,
+                                 "encode_seconds": round(embedder.cost([" ".join(t) for t in tokens if t]), 2),
+                                 "encoded_now": embedder.encoded_}
     stats["warnings"] = data_warnings(stats, cfg, classes, text_vocabulary=textp.vectorizer_ is not None)
     for w in stats["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
@@ -427,7 +447,8 @@ def encode_rows(df: pd.DataFrame, ds: DatasetConfig, text: TextPipeline, tabular
     tokens, _ = text.tokenize(texts)
     cat, num = tabular.transform(tabular.align(df))
     n = len(df)
-    return SplitData(np.arange(n), tokens, missing, text.transform(tokens, missing), cat, num, np.zeros(n, np.int64))
+    return SplitData(np.arange(n), tokens, missing, text.transform(tokens, missing), cat, num, np.zeros(n, np.int64),
+                     text.embed(tokens, missing))
 
 
 def to_inputs(split: SplitData, idx: np.ndarray | None = None) -> dict[str, tuple[torch.Tensor, ...]]:
@@ -435,11 +456,16 @@ def to_inputs(split: SplitData, idx: np.ndarray | None = None) -> dict[str, tupl
 
     Returns ``{"tabular": (cat (B, n_cat) int64, num (B, 2*n_num) float32),
     "text": (ids (nnz,) int64, offsets (B,) int64, weights (nnz,) float32)}`` — the
-    ``EmbeddingBag`` input format.
+    ``EmbeddingBag`` input format — or, with sentence embeddings, ``"text": (emb (B, 384)
+    float32, missing (B,) bool)`` (``missing``: the row has no text; its ``emb`` row is zero).
     """
     idx = np.arange(len(split)) if idx is None else idx
-    t = split.text[idx]
-    text = (torch.from_numpy(t.indices.astype(np.int64)), torch.from_numpy(t.indptr[:-1].astype(np.int64)),
-            torch.from_numpy(t.data))
+    if split.emb is not None:
+        e = split.emb[idx]
+        text = (torch.from_numpy(e), torch.from_numpy(~e.any(axis=1)))
+    else:
+        t = split.text[idx]
+        text = (torch.from_numpy(t.indices.astype(np.int64)), torch.from_numpy(t.indptr[:-1].astype(np.int64)),
+                torch.from_numpy(t.data))
     tab = (torch.from_numpy(split.cat[idx]), torch.from_numpy(split.num[idx]))
     return {"tabular": tab, "text": text}

@@ -187,7 +187,7 @@ def make_model(modalities: tuple[str, ...], fusion: str, prep: Prepared, cfg: Co
     torch.manual_seed(seed)
     return build_model(list(modalities), fusion, len(prep.classes), cfg.model, prep.text.vocab_size_,
                        prep.tabular.cardinalities_, prep.splits["train"].num.shape[1], cfg.tabular,
-                       sparse_text=cfg.train.text_optimizer == "adagrad")
+                       sparse_text=cfg.train.text_optimizer == "adagrad", embedding_dim=prep.text.embedding_dim)
 
 
 MARGINAL_K = 50

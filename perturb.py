@@ -36,16 +36,18 @@ MODALITY_OF = {"text_delete": "text", "text_noise": "text", "text_typo": "text",
 
 
 def _replace(split: SplitData, **fields) -> SplitData:
-    kw = {k: getattr(split, k) for k in ("row_ids", "tokens", "text_missing", "text", "cat", "num", "y")}
+    kw = {k: getattr(split, k) for k in ("row_ids", "tokens", "text_missing", "text", "cat", "num", "y", "emb")}
     kw.update(fields)
     return SplitData(**kw)
 
 
 def with_tokens(split: SplitData, prep: Prepared, tokens: list[list[str]], missing: np.ndarray) -> SplitData:
-    """Re-vectorise new token lists with the train-fitted text pipeline. A row left with no
-    token at all is treated as missing text (nothing of the text remains)."""
+    """Re-vectorise new token lists with the train-fitted text pipeline (and, for the ``minilm``
+    encoder, embed them through the same cache: a perturbation means the same for both encoders).
+    A row left with no token at all is treated as missing text (nothing of the text remains)."""
     missing = missing | np.array([len(t) == 0 for t in tokens], dtype=bool)
-    return _replace(split, tokens=tokens, text_missing=missing, text=prep.text.transform(tokens, missing))
+    return _replace(split, tokens=tokens, text_missing=missing, text=prep.text.transform(tokens, missing),
+                    emb=prep.text.embed(tokens, missing))
 
 
 def _missing_text(x: sp.csr_matrix, prep: Prepared, m: np.ndarray) -> sp.csr_matrix:
@@ -79,7 +81,9 @@ def remove(split: SplitData, prep: Prepared, modality: str, rows: np.ndarray | N
     m = _rows_mask(len(split), rows)
     if modality == "text":
         tokens = [[] if m[i] else t for i, t in enumerate(split.tokens)]
-        return _replace(split, tokens=tokens, text_missing=split.text_missing | m, text=_missing_text(split.text, prep, m))
+        emb = None if split.emb is None else np.where(m[:, None], np.float32(0), split.emb)  # zero = no text
+        return _replace(split, tokens=tokens, text_missing=split.text_missing | m, text=_missing_text(split.text, prep, m),
+                        emb=emb)
     if modality == "tabular":
         cat_missing, num_missing = prep.tabular.missing_values()
         cat, num = split.cat.copy(), split.num.copy()
@@ -193,7 +197,7 @@ def shuffle(split: SplitData, prep: Prepared, modality: str, seed: int = 0) -> S
     perm = np.random.default_rng(seed).permutation(len(split))
     if modality == "text":
         return _replace(split, tokens=[split.tokens[i] for i in perm], text_missing=split.text_missing[perm],
-                        text=split.text[perm])
+                        text=split.text[perm], emb=None if split.emb is None else split.emb[perm])
     if modality == "tabular":
         return _replace(split, cat=split.cat[perm], num=split.num[perm])
     raise ValueError(f"unknown modality {modality!r}; known: ['tabular', 'text']")

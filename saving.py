@@ -27,6 +27,7 @@ from safetensors.torch import load_model, save_model
 
 from config import Config, apply, model_parts, validate
 from data import Prepared, TabularPipeline, TextPipeline
+from embeddings import minilm_embedder
 from models.multimodal import MultimodalModel, build_model
 
 FORMAT = 1  # bumped when the layout of the saved preprocessing changes
@@ -125,7 +126,8 @@ class SavedStudy:
         if saved_mods and saved_mods.split(",") != sorted(modalities):
             raise ValueError(f"{path}: weights of modalities {saved_mods}, but {model!r} uses {sorted(modalities)}")
         net = build_model(list(modalities), fusion, len(self.classes), self.cfg.model, self.text.vocab_size_,
-                          self.tabular.cardinalities_, 2 * len(self.tabular.numeric), self.cfg.tabular)
+                          self.tabular.cardinalities_, 2 * len(self.tabular.numeric), self.cfg.tabular,
+                          embedding_dim=self.text.embedding_dim)
         load_model(net, str(path), strict=True)
         return net.eval()
 
@@ -137,7 +139,7 @@ def _config_from(d: dict) -> Config:
 
 
 def _text_from(cfg: Config, state: dict, idf: np.ndarray | None) -> TextPipeline:
-    text = TextPipeline(cfg.text)
+    text = TextPipeline(cfg.text, minilm_embedder() if cfg.text.encoder == "minilm" and cfg.dataset.text else None)
     vocab = state["vocabulary"]
     text.vectorizer_ = None if vocab is None else text.make_vectorizer(vocab)
     if text.vectorizer_ is not None:

@@ -368,7 +368,7 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
     models = models_dir(folder, fp) if cfg.study.save_models else None
     if models is not None:
         save_preprocessing(prep, cfg, models)
-    suite = eval_suite(prep, cfg)
+    suite = eval_suite(prep, cfg, full=cfg.study.robustness)
     secs = {"data": time.perf_counter() - t_start}
     done = store.done_keys()
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from config import ModelConfig, TabularConfig
 from fusion import build_fusion
 from models.tabular import TabularEncoder
-from models.text import TextEncoder
+from models.text import SentenceHead, TextEncoder
 
 
 class MultimodalModel(nn.Module):
@@ -69,9 +69,11 @@ class MultimodalModel(nn.Module):
 
 def build_model(modalities: list[str], fusion: str, n_outputs: int, cfg: ModelConfig,
                 vocab_size: int, cardinalities: list[int], n_numeric: int,
-                tab_cfg: TabularConfig, sparse_text: bool = False) -> MultimodalModel:
+                tab_cfg: TabularConfig, sparse_text: bool = False, embedding_dim: int = 0) -> MultimodalModel:
     """Build the wrapper with the encoders named in ``modalities`` ("text", "tabular");
     ``sparse_text`` gives the text table sparse gradients (see ``models.text.TextEncoder``).
+    ``embedding_dim > 0``: the text input is a frozen sentence embedding of that size, read by a
+    ``models.text.SentenceHead`` (hidden width ``cfg.head_hidden``) instead of the n-gram bag.
 
     Raises
     ------
@@ -83,7 +85,8 @@ def build_model(modalities: list[str], fusion: str, n_outputs: int, cfg: ModelCo
         raise ValueError(f"unknown modality {sorted(unknown)}; known: ['tabular', 'text']")
     encoders = {}
     if "text" in modalities:
-        encoders["text"] = TextEncoder(vocab_size, cfg.text_dim, cfg.dropout, cfg.token_dropout, sparse_text)
+        encoders["text"] = (SentenceHead(embedding_dim, cfg.head_hidden, cfg.text_dim, cfg.dropout) if embedding_dim
+                            else TextEncoder(vocab_size, cfg.text_dim, cfg.dropout, cfg.token_dropout, sparse_text))
     if "tabular" in modalities:
         encoders["tabular"] = TabularEncoder(cardinalities, n_numeric, cfg.tab_hidden, cfg.tab_dim,
                                              cfg.dropout, tab_cfg.max_emb_dim)

@@ -6,9 +6,13 @@ TF-IDF weights of ``data.TextPipeline`` and regularised by n-gram dropout (each 
 training sample is dropped with probability ``token_dropout``) and feature dropout. With
 ``sparse=True`` the table's gradient holds only the rows a batch touches (``optim.RowAdagrad``
 updates just those).
+
+:class:`SentenceHead` is the other text encoder (``text.encoder = "minilm"``): a trained MLP on
+frozen pretrained sentence embeddings.
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -44,3 +48,36 @@ class TextEncoder(nn.Module):
         if self.training and self.token_dropout > 0:
             weights = F.dropout(weights, self.token_dropout)
         return self.drop(self.bag(ids, offsets, per_sample_weights=weights))
+
+
+class SentenceHead(nn.Module):
+    """Frozen sentence embedding -> trained MLP -> ``(batch, out_dim)`` features (the ``minilm``
+    text encoder; the embeddings come from ``embeddings.py``, Reimers & Gurevych 2019).
+
+    ``Linear(in_dim, hidden) -> ReLU -> Dropout -> Linear(hidden, out_dim) -> Dropout``; a row
+    without text gets ``missing``, a learned ``(out_dim,)`` vector (as the bag's learned
+    missing-text id), instead of the MLP of its zero embedding. Parameters:
+    ``(in_dim + 1) * hidden + (hidden + 1) * out_dim + out_dim``.
+
+    Parameters
+    ----------
+    in_dim : int
+        Embedding size (384 for all-MiniLM-L6-v2).
+    hidden, out_dim : int
+        MLP width and feature size ``d``.
+    dropout : float
+        Dropout after the hidden layer and on the features, training only.
+
+    Input is ``(emb (batch, in_dim) float32, missing (batch,) bool)``.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
+        self.missing = nn.Parameter(torch.zeros(out_dim))
+        self.drop = nn.Dropout(dropout)
+        self.out_dim = out_dim
+
+    def forward(self, inputs: tuple[Tensor, Tensor]) -> Tensor:
+        emb, missing = inputs
+        return self.drop(torch.where(missing[:, None], self.missing, self.mlp(emb)))
