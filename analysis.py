@@ -275,7 +275,8 @@ def imbalance_points(res: StudyResults) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-PART_NAMES = {"data": "data + split + preprocessing", "reference": "classical references",
+PART_NAMES = {"data": "data + split + preprocessing",
+              "reference": "classical references (fit by the driver while worker processes train Parts 1, 2, 4)",
               "main": "Parts 1, 2, 4 (unimodal, fusion, variants) + Part 3 evaluations",
               "part3": "Part 3 ModDrop models + evaluations", "part5": "Part 5 imbalance sweeps",
               "scaling": "parameter-scaling table"}

@@ -26,7 +26,7 @@ import os
 import resource
 import subprocess
 import time
-from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, as_completed
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -349,11 +349,41 @@ def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, fp: str, pe
             bar.update()
 
 
+class _References:
+    """The classical references of a study (:func:`reference_runs`), fit in a driver thread when
+    ``background`` (else on :meth:`store_into`); :meth:`store_into` waits for them, appends them
+    to the store (the driver stays its single writer) and sets ``secs["reference"]`` (their own
+    fit seconds, which overlap Parts 1, 2, 4 when in the background)."""
+
+    def __init__(self, prep: Prepared, cfg: Config, done: set[str], background: bool):
+        self._args, self._stored = (prep, cfg, done), False
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="references") if background and cfg.study.references else None
+        self._future = self._pool.submit(self._fit) if self._pool else None
+
+    def _fit(self) -> tuple[list, float]:
+        prep, cfg, done = self._args
+        t0 = time.perf_counter()
+        out = reference_runs(prep, cfg, skip=done) if cfg.study.references else []
+        return out, time.perf_counter() - t0
+
+    def store_into(self, store: RunStore, secs: dict) -> None:
+        if self._stored:
+            return
+        out, secs["reference"] = self._future.result() if self._future else self._fit()
+        for rec, preds in out:
+            store.append(rec, preds)
+        self._stored = True
+
+    def close(self) -> None:
+        if self._pool:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_study(cfg: Config, out: str | None = None) -> Path:
     """Run every part of the study for ``cfg``, skipping stored runs (the CLI then writes the reports).
 
-    Parts run in order (data + references, Parts 1/2/4, Part 3 ModDrop models, Part 5), each
-    trained by ``cfg.train.workers`` processes. Returns the results folder; prints per-part wall
+    Parts run in order (data, Parts 1/2/4 with the classical references fit alongside in the
+    driver, Part 3 ModDrop models, Part 5), each trained by ``cfg.train.workers`` processes. Returns the results folder; prints per-part wall
     seconds and stores them in ``study.json``.
     """
     folder, fp = results_dir(cfg, out), cfg.fingerprint()
@@ -369,13 +399,8 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
     if models is not None:
         save_preprocessing(prep, cfg, models)
     suite = eval_suite(prep, cfg, full=cfg.study.robustness)
-    secs = {"data": time.perf_counter() - t_start}
+    secs = {"data": time.perf_counter() - t_start, "reference": 0.0}
     done = store.done_keys()
-    t0 = time.perf_counter()
-    if cfg.study.references:
-        for rec, preds in reference_runs(prep, cfg, skip=done):
-            store.append(rec, preds)
-    secs["reference"] = time.perf_counter() - t0
     parts = plan(cfg, prep.modalities)
     todo = {k: [sp for sp in v if sp.key(fp) not in done] for k, v in parts.items()}
     n_all, n_todo = sum(map(len, parts.values())), sum(map(len, todo.values()))
@@ -391,6 +416,11 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
             workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(prep, cfg, suite, threads, code, models))
     if pool is None:
         _init_worker(prep, cfg, suite, cfg.train.threads, code, models)
+    # the references are fit by a driver thread while the workers train Parts 1, 2, 4 (the driver
+    # only waits on them); in-process training keeps them first, so its thread count never changes
+    refs = _References(prep, cfg, done, background=pool is not None)
+    if pool is None:
+        refs.store_into(store, secs)
     peaks: dict[int, float] = {}
     try:
         for part, desc in (("main", "Parts 1, 2, 4"), ("part3", "Part 3 (ModDrop)"), ("part5", "Part 5 (imbalance)")):
@@ -398,11 +428,13 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
             _execute(todo[part], store, pool, desc, fp, peaks)
             secs[part] = time.perf_counter() - t0
             if part == "main":
+                refs.store_into(store, secs)
                 for seed in cfg.study.seeds:
                     made = None if f"late_ensemble|seed={seed}|cfg={fp}" in done else late_ensemble(prep, cfg, store, seed)
                     if made:
                         store.append(*made)
     finally:
+        refs.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     t0 = time.perf_counter()
