@@ -7,9 +7,12 @@ never from its name.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
+from config import ROOT
 from metrics import curve_roughness, mean_ci, perceptual_score, rms_grad_ratio
 from records import EvalRecord, RunRecord, StudyResults
 from verdicts import probas
@@ -281,6 +284,22 @@ PART_NAMES = {"data": "data + split + preprocessing",
               "part3": "Part 3 ModDrop models + evaluations", "part5": "Part 5 imbalance sweeps",
               "scaling": "parameter-scaling table"}
 RUN_PARTS = {"main": ("part1", "part2", "part4"), "part3": ("part3",), "part5": ("part5",)}
+
+
+BASELINES = ROOT / "bench_baselines.json"
+
+
+def baselines() -> dict[str, dict]:
+    """The stored baselines of ``bench_baselines.json`` (earlier designs' ``study.json`` figures):
+    name -> dict with ``study``, ``profile``, ``label``, ``wall_seconds``, ``part_seconds``."""
+    return {k: v for k, v in json.loads(BASELINES.read_text()).items() if not k.startswith("_")}
+
+
+def baseline_ratios(meta: dict) -> list[dict]:
+    """Wall time of a study (``study.json`` dict) against every stored baseline of the same study
+    and profile: ``name``, ``label``, ``baseline_s``, ``ratio`` (< 1 is faster)."""
+    return [{"name": k, "label": b["label"], "baseline_s": b["wall_seconds"], "ratio": meta["wall_seconds"] / b["wall_seconds"]}
+            for k, b in baselines().items() if (b["study"], b["profile"]) == (meta.get("study"), meta.get("profile"))]
 
 
 def part_table(meta: dict, runs: list[RunRecord], baseline: dict | None = None) -> pd.DataFrame:

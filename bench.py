@@ -26,19 +26,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis import part_table
-from config import ROOT, load_config
+from analysis import baselines, part_table
+from config import load_config
 from formats import bench_cells, md_table
 from records import load_study
 from study import run_study
-
-BASELINES = ROOT / "bench_baselines.json"
-
-
-def baselines() -> dict[str, dict]:
-    """The stored baselines of ``bench_baselines.json``: name -> ``study.json``-like dict."""
-    return {k: v for k, v in json.loads(BASELINES.read_text()).items() if not k.startswith("_")}
-
 
 def report(folder: Path, baseline: str | None) -> str:
     """The per-part table of a stored study (with ratios to ``baseline`` when named) and its

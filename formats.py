@@ -26,6 +26,11 @@ def fmt_d(d: dict, signed: bool = True) -> str:
     return fmt_iv(d["value"], d["lo"], d["hi"], signed)
 
 
+def fmt_num(v: float, digits: int = 4) -> str:
+    """``0.0045``; ``n/a`` for NaN (e.g. a curve too short for its roughness)."""
+    return "n/a" if v != v else f"{v:.{digits}f}"
+
+
 def fmt_int(v) -> str:
     """``1,920,064``; ``—`` for NaN (trees have no parameters)."""
     return "—" if v != v else f"{int(v):,}"

@@ -16,7 +16,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from analysis import CLEAN_LEVEL, eval_frame, imbalance_points, scaling_slopes, unimodal, unimodal_name
 from figures import figure_forest
-from formats import ci_cell, fmt_d, fmt_iv, fmt_int, md_table
+from formats import ci_cell, fmt_d, fmt_iv, fmt_int, fmt_num, md_table
 from records import StudyResults, load_study
 from render import environment, rules, summary_of
 from verdicts import (EQUIVALENT, HELPS, HURTS, INCONCLUSIVE, baselines, difference, gains_table, predicted_gain, situation, subset_interval,
@@ -145,7 +145,7 @@ def _q4(res: StudyResults, s: pd.DataFrame) -> tuple[str, dict]:
     uni, fused = s[s.kind == "unimodal"], s[s.kind == "fusion"]
     rows = [{"group": name, "models": str(len(g)), "mean seed std": f"{g.test_roc_auc_std.mean():.4f}",
              "max seed range": f"{g.test_roc_auc_range.max():.4f}", "diverged runs": str(int(g.diverged.sum())),
-             "mean val-loss roughness": f"{g.val_loss_roughness_mean.mean():.4f}",
+             "mean val-loss roughness": fmt_num(g.val_loss_roughness_mean.mean()),
              "mean epochs to best": f"{g.epochs_to_best_mean.mean():.2f}",
              "mean train-val gap": f"{g.train_val_gap_mean.mean():.4f}"} for name, g in (("unimodal", uni), ("fused", fused))
             if len(g)]

@@ -14,11 +14,11 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from analysis import (best_unimodal, disagreement, fusion_weight_stats, part_table, plain, scaling_slopes,
+from analysis import (baseline_ratios, best_unimodal, disagreement, fusion_weight_stats, part_table, plain, scaling_slopes,
                       summarize, unimodal)
 from config import ROOT, ReportConfig
 from figures import figure_fusion_weights, figure_scaling, figure_val_curves
-from formats import bench_cells, fmt_ci, fmt_int as _int, fmt_iv, md_table
+from formats import bench_cells, fmt_ci, fmt_int as _int, fmt_iv, fmt_num, md_table
 from records import StudyResults
 from render_robustness import part3_context, part5_context
 from verdicts import EQUIVALENT, HELPS, HURTS, INCONCLUSIVE, difference, gains_table, with_intervals
@@ -74,7 +74,7 @@ def _stability_table(s: pd.DataFrame) -> pd.DataFrame:
                           "range (max-min)": f"{r.test_roc_auc_range:.4f}",
                           "epochs to best (mean, min-max)": f"{r.epochs_to_best_mean:.1f} ({r.epochs_to_best_min}-{r.epochs_to_best_max})",
                           "train-val loss gap at best": f"{r.train_val_gap_mean:.4f}",
-                          "val-loss roughness": f"{r.val_loss_roughness_mean:.4f}", "diverged runs": str(r.diverged)}
+                          "val-loss roughness": fmt_num(r.val_loss_roughness_mean), "diverged runs": str(r.diverged)}
                          for r in s[s.kind.isin(["unimodal", "fusion"])].itertuples()])
 
 
@@ -196,5 +196,6 @@ def render_experiments(res: StudyResults, figdir: Path, relto: Path, s: pd.DataF
            "gains": gains_context(res, s, rl["margin"]),
            "p4": part4_context(res, s, rl["margin"], figdir, rel), "p3": part3_context(res, s, rl, figdir, rel),
            "p5": part5_context(res, s, rl, figdir, rel),
-           "bench_table": md_table(bench_cells(part_table(res.meta, res.runs)))}
+           "bench_table": md_table(bench_cells(part_table(res.meta, res.runs))),
+           "bench_ratios": baseline_ratios(res.meta)}
     return environment().get_template("experiments.md.j2").render(ctx)
