@@ -295,11 +295,18 @@ def baselines() -> dict[str, dict]:
     return {k: v for k, v in json.loads(BASELINES.read_text()).items() if not k.startswith("_")}
 
 
+def comparable(meta: dict, baseline: dict) -> bool:
+    """Whether a study (``study.json`` dict) is the one a baseline timed: same study name, profile
+    and number of planned runs (a subsample or another model list is a different study)."""
+    return ((baseline["study"], baseline["profile"], baseline["runs_trained"])
+            == (meta.get("study"), meta.get("profile"), meta.get("runs_planned")))
+
+
 def baseline_ratios(meta: dict) -> list[dict]:
-    """Wall time of a study (``study.json`` dict) against every stored baseline of the same study
-    and profile: ``name``, ``label``, ``baseline_s``, ``ratio`` (< 1 is faster)."""
+    """Wall time of a study (``study.json`` dict) against every stored baseline it is
+    :func:`comparable` with: ``name``, ``label``, ``baseline_s``, ``ratio`` (< 1 is faster)."""
     return [{"name": k, "label": b["label"], "baseline_s": b["wall_seconds"], "ratio": meta["wall_seconds"] / b["wall_seconds"]}
-            for k, b in baselines().items() if (b["study"], b["profile"]) == (meta.get("study"), meta.get("profile"))]
+            for k, b in baselines().items() if comparable(meta, b)]
 
 
 def part_table(meta: dict, runs: list[RunRecord], baseline: dict | None = None) -> pd.DataFrame:

@@ -26,8 +26,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis import baselines, part_table
+from analysis import baselines, comparable, part_table
 from config import load_config
+from extras import import_extra
 from formats import bench_cells, md_table
 from records import load_study
 from study import run_study
@@ -46,7 +47,13 @@ def report(folder: Path, baseline: str | None) -> str:
         raise ValueError(f"unknown baseline {baseline!r}; bench_baselines.json has {list(known)}")
     res = load_study(folder)
     base = known[baseline] if baseline else None
-    lines = [md_table(bench_cells(part_table(res.meta, res.runs, base)))]
+    lines = []
+    if base and not comparable(res.meta, base):
+        lines.append(f"(no ratio: baseline {baseline!r} is the {base['profile']} study of {base['study']!r} with "
+                     f"{base['runs_trained']} runs; this folder holds the {res.meta.get('profile')} study of "
+                     f"{res.meta.get('study')!r} with {res.meta.get('runs_planned')})\n")
+        base = None
+    lines.append(md_table(bench_cells(part_table(res.meta, res.runs, base))))
     if base:
         lines.append(f"\nbaseline {baseline!r}: {base['label']}")
     peaks = res.meta.get("peak_rss_mb_per_worker")
@@ -90,7 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override (repeatable)")
     args = ap.parse_args(argv)
     base = None if args.baseline == "none" else args.baseline
+    if base is not None and base not in baselines():
+        ap.error(f"unknown baseline {base!r}; bench_baselines.json has {list(baselines())} (or 'none')")
     if args.executors:
+        try:  # before any training: the comparison needs the optional Ray
+            import_extra("ray")
+        except ImportError as e:
+            ap.error(str(e))
         print(compare_executors(args.data, args.profile or "quick", args.set).to_markdown(index=False))
         return
     if args.folder:

@@ -294,8 +294,8 @@ def _check_type(where: str, default, value):
     else:
         ok = isinstance(value, type(default))
     if not ok:
-        raise ValueError(f"config key {where!r} must be {type(default).__name__} like the default "
-                         f"{default!r}, got {value!r}")
+        raise ValueError(f"config key {where} must be {type(default).__name__} (like its current value "
+                         f"{default!r}), got {value!r}")
     return value
 
 
@@ -316,7 +316,7 @@ def apply(cfg: Config, tree: dict, origin: str = "config") -> Config:
         known = {f.name for f in dataclasses.fields(target)}
         for key, value in values.items():
             if key not in known:
-                raise ValueError(f"{origin}: unknown config key {sec}.{key!r}; known: {sorted(known)}")
+                raise ValueError(f"{origin}: unknown config key {sec}.{key}; known: {sorted(known)}")
             setattr(target, key, _check_type(f"{sec}.{key}", getattr(target, key), value))
     return cfg
 
@@ -428,6 +428,7 @@ def validate(cfg: Config) -> Config:
              cfg.text.encoder)
     _require(tr.text_optimizer in TEXT_OPTIMIZERS, "train.text_optimizer", f"must be one of {list(TEXT_OPTIMIZERS)}",
              tr.text_optimizer)
+    _in_range("dataset.subsample", cfg.dataset.subsample, 0, 10**12)
     _in_range("study.subsample_levels", st.subsample_levels, 0, 1, lo_open=True, hi_open=True)
     _in_range("study.corrupt_levels", st.corrupt_levels, 0, 1, lo_open=True)
     _in_range("study.noise_levels", st.noise_levels, 0, 1, lo_open=True)

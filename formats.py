@@ -13,17 +13,25 @@ def fmt_ci(mean: float, ci: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {ci:.{digits}f}"
 
 
-def fmt_iv(value: float, lo: float, hi: float, signed: bool = False) -> str:
-    """``0.9712 [0.9650, 0.9770]`` (``+0.0071 [+0.0040, +0.0100]`` when ``signed``); n/a for NaN."""
+def fmt_iv(value: float, lo: float, hi: float, signed: bool = False, margin: float | None = None) -> str:
+    """``0.9712 [0.9650, 0.9770]`` (``+0.0071 [+0.0040, +0.0100]`` when ``signed``); n/a for NaN.
+
+    With the decision rule's ``margin``, a bound within 0.0001 of ±margin gets five decimals, so
+    that a rounded bound never reads as on the wrong side of the margin (``+0.00499``, not ``+0.0050``)."""
     if value != value:
         return "n/a"
-    f = "{:+.4f}" if signed else "{:.4f}"
-    return f"{f.format(value)} [{f.format(lo)}, {f.format(hi)}]"
+    sign = "+" if signed else ""
+
+    def f(v: float) -> str:
+        near = margin is not None and abs(abs(v) - margin) < 1e-4
+        return f"{v:{sign}.{5 if near else 4}f}"
+    return f"{f(value)} [{f(lo)}, {f(hi)}]"
 
 
 def fmt_d(d: dict, signed: bool = True) -> str:
-    """A :mod:`verdicts` result ``{"value", "lo", "hi"}`` as :func:`fmt_iv`."""
-    return fmt_iv(d["value"], d["lo"], d["hi"], signed)
+    """A :mod:`verdicts` result ``{"value", "lo", "hi"[, "margin"]}`` as :func:`fmt_iv` (a signed
+    difference that carries its rule's margin shows near-margin bounds with five decimals)."""
+    return fmt_iv(d["value"], d["lo"], d["hi"], signed, d.get("margin") if signed else None)
 
 
 def fmt_num(v: float, digits: int = 4) -> str:

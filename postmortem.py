@@ -54,16 +54,16 @@ def _study_facts(res: StudyResults, s: pd.DataFrame, margin: float) -> dict:
     return out
 
 
-def _q1_table(facts: list[dict], summaries: list[pd.DataFrame]) -> str:
+def _q1_table(facts: list[dict], summaries: list[pd.DataFrame], margin: float) -> str:
     rows = []
     for f, s in zip(facts, summaries):
         for r in f["gains"].itertuples():
             row = s[s.model == r.model].iloc[0]
             rows.append({"study": f["name"], "fused model": r.model, "kind": r.kind,
                          "test ROC-AUC [95%]": fmt_iv(row.test_roc_auc_mean, row.test_roc_auc_lo, row.test_roc_auc_hi),
-                         "Δ vs best unimodal": f"{fmt_iv(r.unimodal_diff, r.unimodal_lo, r.unimodal_hi, True)} ({r.vs_unimodal})",
+                         "Δ vs best unimodal": f"{fmt_iv(r.unimodal_diff, r.unimodal_lo, r.unimodal_hi, True, margin)} ({r.vs_unimodal})",
                          "verdict": r.unimodal_verdict,
-                         "Δ vs best classical fusion": f"{fmt_iv(r.classical_diff, r.classical_lo, r.classical_hi, True)} "
+                         "Δ vs best classical fusion": f"{fmt_iv(r.classical_diff, r.classical_lo, r.classical_hi, True, margin)} "
                                                        f"({r.vs_classical})" if r.vs_classical else "n/a",
                          "verdict ": r.classical_verdict or "(itself)"})
     return md_table(pd.DataFrame(rows)) if rows else "No fused model in any study."
@@ -232,7 +232,7 @@ def _contrast_sentence(facts: dict) -> str:
     if f is None:
         return "no early fusion was trained."
     return (f"early fusion against the best unimodal model `{f['vs']}` is {fmt_d(f['d'])} — **{f['d']['verdict']}**, "
-            f"and the highest test ROC-AUC is `{facts['best'].model}`'s.")
+            f"and the highest test ROC-AUC is `{facts['best'].model}`'s (a best-on-test statement, descriptive only).")
 
 
 def render_postmortem(folders: list[Path], dest: Path) -> str:
@@ -253,8 +253,10 @@ def render_postmortem(folders: list[Path], dest: Path) -> str:
     ctx = {"studies": facts, "rules": rl, "n_test": len(main.split["y_test"]), "n_boot": main.config["study"]["bootstrap"],
            "marginal_k": main.config["study"].get("marginal_k", "K"), "proxies": proxies,
            "proxy_auc": {c: auc[c] for c in proxies},
-           "contrast": {"name": missing_proxy[0]["name"], "sentence": _contrast_sentence(missing_proxy[0])} if missing_proxy else None,
-           "forest_fig": os.path.relpath(forest, dest.parent), "q1_table": _q1_table(facts, [sm for _, sm in studies]),
+           "contrast": {"name": missing_proxy[0]["name"], "sentence": _contrast_sentence(missing_proxy[0]),
+                        "verdict": missing_proxy[0]["fusion"]["d"]["verdict"] if missing_proxy[0]["fusion"] else None}
+           if missing_proxy else None,
+           "forest_fig": os.path.relpath(forest, dest.parent), "q1_table": _q1_table(facts, [sm for _, sm in studies], rl["margin"]),
            "costs": _costs(s, baselines(s)["unimodal"]), "q2_table": q2_table, "q2": q2,
            "q3": _q3(main, s, rl["margin"]), "q4_table": q4_table, "q4": q4, "q5": _q5(main, s),
            "q6_table": q6_table, "q6": q6, "imb_seeds": len({r.seed for r in main.runs if r.training.regime == "weakened"})}

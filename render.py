@@ -18,7 +18,7 @@ from analysis import (baseline_ratios, best_unimodal, disagreement, fusion_weigh
                       summarize, unimodal)
 from config import ROOT, ReportConfig
 from figures import figure_fusion_weights, figure_scaling, figure_val_curves
-from formats import bench_cells, fmt_ci, fmt_int as _int, fmt_iv, fmt_num, md_table
+from formats import bench_cells, fmt_ci, fmt_d, fmt_int as _int, fmt_iv, fmt_num, md_table
 from records import StudyResults
 from render_robustness import part3_context, part5_context
 from verdicts import EQUIVALENT, HELPS, HURTS, INCONCLUSIVE, difference, gains_table, with_intervals
@@ -35,8 +35,24 @@ def environment() -> jinja2.Environment:
         n=lambda v: f"{v:,}", f3=lambda v: f"{v:.3f}", f4=lambda v: f"{v:.4f}", s4=lambda v: f"{v:+.4f}",
         pct=lambda v: f"{100 * v:.1f}", count=_int, names=lambda ms: ", ".join(f"`{m}`" for m in ms) or "none",
         iv=lambda r: fmt_iv(r.test_roc_auc_mean, r.test_roc_auc_lo, r.test_roc_auc_hi),
-        diff=lambda d: fmt_iv(d["value"], d["lo"], d["hi"], signed=True))
+        diff=lambda d: fmt_d(d), near=near_call)
     return env
+
+
+NEAR = 0.001  # a decided verdict whose interval bound is closer than this to the margin is flagged
+
+
+def near_call(d: dict) -> str:
+    """`` — a near call: ...`` when the bound that decides ``d``'s verdict (a :mod:`verdicts`
+    difference with its ``margin``) lies within :data:`NEAR` of the margin; else ``""``."""
+    m, lo, hi, v = d.get("margin"), d["lo"], d["hi"], d["verdict"]
+    gaps = {HELPS: [("lower", lo, lo - m)], HURTS: [("upper", hi, -m - hi)],
+            EQUIVALENT: [("lower", lo, lo + m), ("upper", hi, m - hi)]}.get(v, []) if m is not None else []
+    if not gaps:
+        return ""
+    which, bound, gap = min(gaps, key=lambda g: g[2])
+    return (f" — a near call: the {which} bound, {bound:+.5f}, is {gap:.5f} inside the ±{m} margin, about the "
+            f"size of the bootstrap's Monte-Carlo error on a bound" if gap < NEAR else "")
 
 
 def rules(res: StudyResults) -> dict:
@@ -97,9 +113,9 @@ def gains_context(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | N
     if g.empty:
         return None
     rows = [{"model": r.model, "kind": r.kind,
-             f"Δ vs {r.vs_unimodal}": fmt_iv(r.unimodal_diff, r.unimodal_lo, r.unimodal_hi, True),
+             f"Δ vs {r.vs_unimodal}": fmt_iv(r.unimodal_diff, r.unimodal_lo, r.unimodal_hi, True, margin),
              "verdict": r.unimodal_verdict or "—",
-             **({f"Δ vs {r.vs_classical}": fmt_iv(r.classical_diff, r.classical_lo, r.classical_hi, True),
+             **({f"Δ vs {r.vs_classical}": fmt_iv(r.classical_diff, r.classical_lo, r.classical_hi, True, margin),
                  "verdict ": r.classical_verdict or "(itself)"} if r.vs_classical else {})}
             for r in g.itertuples()]
     neural = g[g.kind != "reference"]
@@ -107,7 +123,8 @@ def gains_context(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | N
             "neural_help": list(neural[neural.unimodal_verdict == HELPS].model),
             "by_verdict": {v: list(neural[neural.unimodal_verdict == v].model) for v in (HELPS, EQUIVALENT, INCONCLUSIVE, HURTS)},
             "beat_classical": list(neural[neural.classical_verdict == HELPS].model),
-            "lose_classical": list(neural[neural.classical_verdict == HURTS].model)}
+            "lose_classical": list(neural[neural.classical_verdict == HURTS].model),
+            "vs_classical": {v: list(neural[neural.classical_verdict == v].model) for v in (EQUIVALENT, INCONCLUSIVE)}}
 
 
 def part4_context(res: StudyResults, s: pd.DataFrame, margin: float, figdir: Path, rel) -> dict | None:
@@ -125,7 +142,7 @@ def part4_context(res: StudyResults, s: pd.DataFrame, margin: float, figdir: Pat
         verdicts[m] = d["verdict"] if d else ""
         k = r.params_fusion / 1000
         rows.append({"model": m, "test ROC-AUC [95%]": fmt_iv(r.test_roc_auc_mean, r.test_roc_auc_lo, r.test_roc_auc_hi),
-                     "Δ vs early_concat [95%]": "(reference)" if d is None else fmt_iv(d["value"], d["lo"], d["hi"], True),
+                     "Δ vs early_concat [95%]": "(reference)" if d is None else fmt_d(d),
                      "verdict": d["verdict"] if d else "—", "fusion params": _int(r.params_fusion),
                      "total params": _int(r.params_total), "train s": f"{r.train_seconds_mean:.1f}",
                      "seed std": f"{r.test_roc_auc_std:.4f}", "epochs to best": f"{r.epochs_to_best_mean:.1f}",
@@ -134,6 +151,8 @@ def part4_context(res: StudyResults, s: pd.DataFrame, margin: float, figdir: Pat
                          f"{(r.test_roc_auc_mean - best_uni.test_roc_auc_mean) / k:+.5f}"})
     ctx = {"table": md_table(pd.DataFrame(rows)),
            "top": s[s.model.isin(simple + variants)].sort_values("test_roc_auc_mean", ascending=False).iloc[0],
+           "ensemble": (lambda r: fmt_iv(r.test_roc_auc_mean, r.test_roc_auc_lo, r.test_roc_auc_hi))(
+               s[s.model == "late_ensemble"].iloc[0]) if (s.model == "late_ensemble").any() else None,
            "by_verdict": {x: [m for m, v in verdicts.items() if v == x] for x in (HELPS, EQUIVALENT, INCONCLUSIVE, HURTS)},
            "weights": None, "scaling": None}
     w = fusion_weight_stats(res.runs)

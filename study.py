@@ -301,7 +301,15 @@ def _worker_run(spec: RunSpec):
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (``getrusage`` ``ru_maxrss``: KiB on Linux)."""
+    """Peak resident memory of this process so far, in MiB: ``VmHWM`` of ``/proc/self/status`` on
+    Linux (``getrusage``'s ``ru_maxrss`` would carry the parent's peak into a spawned worker across
+    fork + exec), else ``ru_maxrss`` (KiB on Linux, bytes on macOS: read as KiB)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -454,6 +462,9 @@ def run_study(cfg: Config, out: str | None = None) -> Path:
             "git": code, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "executor": cfg.train.executor, **({"runs_failed": len(failed)} if failed else {})}
     old = json.loads((folder / "study.json").read_text()) if (folder / "study.json").is_file() else {}
+    if old.get("config_fp") not in (None, fp):
+        print(f"note: {folder} held a study of another config ({old['config_fp']}); its runs stay in runs.jsonl, "
+              f"but study.json, summary.csv and the reports now describe config {fp} (use --out to keep settings apart)")
     if old.get("config_fp") == fp and n_todo == 0 and not failed:
         print(f"nothing new to train: keeping the timings of the run that trained these models ({folder / 'study.json'})")
     else:

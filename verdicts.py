@@ -133,7 +133,7 @@ def difference(res: StudyResults, a: tuple, b: tuple, margin: float) -> dict:
     interval and the rule's verdict."""
     seeds = common_seeds(res, [(a[0], a[2]), (b[0], b[2])])
     out = combine([(1.0, term(res, *a, seeds)), (-1.0, term(res, *b, seeds))])
-    return {**out, "verdict": rule(out["lo"], out["hi"], margin)}
+    return {**out, "verdict": rule(out["lo"], out["hi"], margin), "margin": margin}
 
 
 def with_intervals(res: StudyResults, s: pd.DataFrame) -> pd.DataFrame:
@@ -235,7 +235,7 @@ def situation(res: StudyResults, fused: str, uni: dict[str, tuple[str, str]], we
 def difference_on(res: StudyResults, a: tuple, b: tuple, seeds, margin: float) -> dict:
     """:func:`difference` on the given seeds."""
     out = combine([(1.0, term(res, *a, seeds)), (-1.0, term(res, *b, seeds))])
-    return {**out, "verdict": rule(out["lo"], out["hi"], margin)}
+    return {**out, "verdict": rule(out["lo"], out["hi"], margin), "margin": margin}
 
 
 def _logits(p: np.ndarray) -> np.ndarray:
@@ -260,7 +260,7 @@ def predicted_gain(res: StudyResults, uni: dict[str, tuple[str, str]], seeds, ma
     t_avg = (*_per_seed(res, name, avg, split), tuple(seeds or ()))
     t_best = term(res, uni[best][0], split, uni[best][1], seeds)
     out = combine([(1.0, t_avg), (-1.0, t_best)])
-    return {**out, "verdict": rule(out["lo"], out["hi"], margin), "better": best}
+    return {**out, "verdict": rule(out["lo"], out["hi"], margin), "better": best, "margin": margin}
 
 
 def subset_interval(res: StudyResults, model: str, rows: np.ndarray) -> dict[str, float]:
