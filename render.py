@@ -51,8 +51,8 @@ def near_call(d: dict) -> str:
     if not gaps:
         return ""
     which, bound, gap = min(gaps, key=lambda g: g[2])
-    return (f" — a near call: the {which} bound, {bound:+.5f}, is {gap:.5f} inside the ±{m} margin, about the "
-            f"size of the bootstrap's Monte-Carlo error on a bound" if gap < NEAR else "")
+    return (f" — a near call: the {which} bound, {bound:+.5f}, lies only {gap:.5f} from the margin (±{m}) on the "
+            f"side that decides the verdict" if gap < NEAR else "")
 
 
 def rules(res: StudyResults) -> dict:
