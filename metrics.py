@@ -152,7 +152,8 @@ def weighted_auc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
 
     Returns ``(B,)``: ``sum_{pos i, neg j} w_i w_j ([s_j < s_i] + [s_j = s_i] / 2) / (W_pos W_neg)``
     (Mann-Whitney U with ties averaged, as ``sklearn.metrics.roc_auc_score``), in O(B n) via
-    one sparse product per class.
+    one sparse product per class; NaN for a weighting without positive or without negative weight
+    (a resample of a small split that drew one class), silently.
     """
     _, group = np.unique(score, return_inverse=True)  # tied scores share a group, groups ascend
     n, g = len(score), int(group.max()) + 1
@@ -160,7 +161,8 @@ def weighted_auc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
     to_groups = lambda rows: sp.csr_matrix((np.ones(rows.sum()), (np.flatnonzero(rows), group[rows])), shape=(n, g))  # noqa: E731
     pos, neg = np.asarray(w @ to_groups(yb)), np.asarray(w @ to_groups(~yb))  # (B, g) weight per group
     below = np.cumsum(neg, axis=1) - neg
-    return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):  # one-class weightings: NaN, as documented
+        return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
 
 
 def bootstrap_counts(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:

@@ -1,8 +1,11 @@
+import warnings
+
 import numpy as np
 import pytest
 from scipy.stats import norm
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
+import metrics
 from metrics import (best_f1_threshold, bootstrap_counts, classification_metrics, curve_roughness,
                      expected_calibration_error, f1_at_threshold, interval, mean_ci, per_seed_auc, per_seed_metric,
                      perceptual_score, rms_grad_ratio, seed_average, seed_draws, weighted_auc)
@@ -171,3 +174,12 @@ def test_rms_grad_ratio_corrects_for_encoder_size():
     assert rms_grad_ratio(1.0, 0.0, 4, 4) == np.inf and np.isnan(rms_grad_ratio(0.0, 0.0, 4, 4))
     with pytest.raises(ValueError, match="positive"):
         rms_grad_ratio(1.0, 1.0, 0, 4)
+
+
+def test_weighted_auc_is_nan_without_warning_for_a_one_class_weighting():
+    y, score = np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.4, 0.3])
+    w = np.array([[1, 1, 1, 1], [1, 0, 1, 0]], dtype=float)  # the second row weighs negatives only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        auc = metrics.weighted_auc(y, score, w)
+    assert auc[0] == 0.75 and np.isnan(auc[1])
