@@ -285,8 +285,8 @@ def _init_worker(prep: Prepared, cfg: Config, suite: list, threads: int, git: st
     _WORKER.update(prep=prep, cfg=cfg, suite=suite, git=git, models=models)
 
 
-def _worker_run(spec: RunSpec):
-    t0 = time.perf_counter()
+def _worker_run(spec: RunSpec) -> tuple[tuple, tuple[int, float]]:
+    """Train one run in a worker: ``(train_run's output, (process id, peak resident MiB))``."""
     prep, cfg = _WORKER["prep"], _WORKER["cfg"]
     w, weak = spec.training.weaken, None
     if w:  # the models of one seed at a Part 5 point see the same weakened data: build it once
@@ -297,7 +297,7 @@ def _worker_run(spec: RunSpec):
             cache[(w, spec.seed)] = weakened(prep, w, spec.seed)
         weak = cache[(w, spec.seed)]
     out = train_run(spec, prep, cfg, _WORKER["suite"], weak=weak, save_dir=_WORKER.get("models"))
-    return spec, out, time.perf_counter() - t0, (os.getpid(), peak_rss_mb())
+    return out, (os.getpid(), peak_rss_mb())
 
 
 def peak_rss_mb() -> float:
@@ -328,32 +328,29 @@ def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, fp: str, pe
     each worker's peak resident memory (MiB) by process id."""
     if not specs:
         return
+
+    def store_one(spec: RunSpec, result) -> None:
+        try:
+            out, (pid, rss) = result()
+        except BrokenExecutor:  # the local pool itself died: every later run would fail the same way
+            raise
+        except Exception as e:  # noqa: BLE001 — one failing run must not stop the others
+            _failed(store, spec, fp, e, pool)
+        else:
+            store.append(*out)
+            peaks[pid] = max(peaks.get(pid, 0.0), rss)
+
     with tqdm(total=len(specs), desc=desc, unit="run", dynamic_ncols=True) as bar:
         if pool is None:
             for spec in specs:
                 bar.set_postfix_str(f"{spec.model} seed {spec.seed}")
-                try:
-                    _, out, _, (pid, rss) = _worker_run(spec)
-                except Exception as e:  # noqa: BLE001 — one failing run must not stop the others
-                    _failed(store, spec, fp, e, pool)
-                else:
-                    store.append(*out)
-                    peaks[pid] = max(peaks.get(pid, 0.0), rss)
+                store_one(spec, lambda: _worker_run(spec))  # noqa: B023 — called at once
                 bar.update()
             return
         futures = {pool.submit(_worker_run, sp): sp for sp in specs}
         for fut in as_completed(futures):
-            spec = futures[fut]
-            try:
-                _, out, _, (pid, rss) = fut.result()
-            except BrokenExecutor:  # the local pool itself died: every later run would fail the same way
-                raise
-            except Exception as e:  # noqa: BLE001
-                _failed(store, spec, fp, e, pool)
-            else:
-                store.append(*out)
-                peaks[pid] = max(peaks.get(pid, 0.0), rss)
-            bar.set_postfix_str(f"{spec.model} seed {spec.seed} done")
+            store_one(futures[fut], fut.result)
+            bar.set_postfix_str(f"{futures[fut].model} seed {futures[fut].seed} done")
             bar.update()
 
 
