@@ -199,6 +199,21 @@ class TextPipeline:
         """``(n_samples, embedding_dim) float32`` sentence embeddings, or ``None`` without an embedder."""
         return None if self.embedder is None else embed_tokens(self.embedder, tokens, missing)
 
+    def as_missing(self, x: sp.csr_matrix, emb: np.ndarray | None,
+                   mask: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray | None]:
+        """``x`` ``(n, vocab)`` and ``emb`` ``(n, dim)`` (or ``None``) with the rows in boolean
+        ``mask`` given the missing-text representation — weight 1 at ``missing_id_``, a zero
+        embedding — exactly what :meth:`transform` and :meth:`embed` give a row with no token,
+        without re-vectorising the other rows."""
+        keep = sp.diags((~mask).astype(np.float32)) @ x
+        rows = np.flatnonzero(mask)
+        pad = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, np.full(len(rows), self.missing_id_))),
+                            shape=x.shape)
+        out = (keep + pad).tocsr()
+        out.eliminate_zeros()
+        out.sort_indices()
+        return out.astype(np.float32), None if emb is None else np.where(mask[:, None], np.float32(0), emb)
+
     def fit(self, tokens: list[list[str]]) -> "TextPipeline":
         self.vectorizer_ = self.make_vectorizer()
         try:

@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import scipy.sparse as sp
 
 from data import Prepared, SplitData
 
@@ -50,20 +49,6 @@ def with_tokens(split: SplitData, prep: Prepared, tokens: list[list[str]], missi
                     emb=prep.text.embed(tokens, missing))
 
 
-def _missing_text(x: sp.csr_matrix, prep: Prepared, m: np.ndarray) -> sp.csr_matrix:
-    """``x`` ``(n, vocab)`` with the rows in mask ``m`` replaced by the missing-text row (weight 1
-    at ``missing_id_``): what :func:`with_tokens` gives a row left with no token, without
-    re-vectorising the other rows."""
-    keep = sp.diags((~m).astype(np.float32)) @ x
-    rows = np.flatnonzero(m)
-    pad = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, np.full(len(rows), prep.text.missing_id_))),
-                        shape=x.shape)
-    out = (keep + pad).tocsr()
-    out.eliminate_zeros()
-    out.sort_indices()
-    return out.astype(np.float32)
-
-
 def _rows_mask(n: int, rows: np.ndarray | None) -> np.ndarray:
     m = np.zeros(n, dtype=bool)
     m[np.arange(n) if rows is None else rows] = True
@@ -81,9 +66,8 @@ def remove(split: SplitData, prep: Prepared, modality: str, rows: np.ndarray | N
     m = _rows_mask(len(split), rows)
     if modality == "text":
         tokens = [[] if m[i] else t for i, t in enumerate(split.tokens)]
-        emb = None if split.emb is None else np.where(m[:, None], np.float32(0), split.emb)  # zero = no text
-        return _replace(split, tokens=tokens, text_missing=split.text_missing | m, text=_missing_text(split.text, prep, m),
-                        emb=emb)
+        text, emb = prep.text.as_missing(split.text, split.emb, m)
+        return _replace(split, tokens=tokens, text_missing=split.text_missing | m, text=text, emb=emb)
     if modality == "tabular":
         cat_missing, num_missing = prep.tabular.missing_values()
         cat, num = split.cat.copy(), split.num.copy()
