@@ -1,63 +1,47 @@
-"""Train and compare unimodal and fused models; the study's command-line entry point.
+"""This repository's study: the bundled clothing data, its no-``Rating`` contrast, then every report.
 
-    python train.py                                  # full study on the default dataset
-    python train.py --profile quick                  # smoke run: fewer seeds and epochs
-    python train.py --data configs/my_data.toml      # your CSV/Parquet, described in one file
-    python train.py --data path/to/folder --profile quick   # a Multimodal-Toolkit folder (train/val/test.csv
-                                                     # + column_info.json); study name = folder name
-    python predict.py --study results/my_data --model early_concat --input new.csv --output preds.csv
-    python train.py --set train.lr=0.001 --set study.seeds=[0,1]
-    python train.py --set train.executor="ray" --set ray.address="auto"   # train on a running Ray cluster
-    python train.py --profile quick --mlflow         # track in MLflow: results/clothing-quick/mlflow.db
-    python report.py results/clothing                # rebuild the reports without training
+    python train.py                      # full profile -> results/clothing, results/clothing_no_rating,
+                                         #   experiments.md, postmortem.md (what `make study` runs)
+    python train.py --profile quick      # smoke run into results/*-quick/ (committed reports untouched)
+    python train.py --set train.lr=0.001 # any `fusionstudy run` override, applied to both studies
 
-This file is the command line only: the protocol is in ``study.py``, the training loop in
-``loop.py``, the reports in ``report.py``.
+The toolkit itself is the package ``fusionstudy`` (``pip install .``; command ``fusionstudy``).
+This script only strings its library calls together for the studies whose reports are committed
+here; for your own data use ``fusionstudy run --data my_data.toml`` or ``fusionstudy.run_study``.
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from pathlib import Path
 
-import torch
+import fusionstudy
+from fusionstudy.cli import USER_ERRORS
+from fusionstudy.report.write import write_all, write_reports
 
-from config import load_config
-from report import write_reports
-from study import results_dir, run_study
-from tracking import default_uri, log_summary
+ROOT = Path(__file__).resolve().parent
+STUDIES = ("clothing", "clothing_no_rating")  # bundled specs: the default study, then its contrast
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the command line and run the study (see the module docstring)."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="configs/clothing.toml",
-                    help="dataset config (TOML), or a Multimodal-Toolkit folder: train.csv, val.csv (optional), "
-                         "test.csv and column_info.json")
-    ap.add_argument("--profile", default="full", help="study profile: configs/<profile>.toml")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                    help="override one config value (repeatable)")
-    ap.add_argument("--out", default=None, help="results folder (default results/<dataset.name>"
-                                                "[-<profile>])")
-    ap.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
-                    help="track runs in MLflow at URI (sets tracking.mlflow_uri; without URI: a SQLite file "
-                         "mlflow.db in the results folder)")
+    """Run both studies (resuming stored runs), then rebuild the reports for the full profile."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="full", help="a bundled profile: full (default) or quick")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override (repeatable)")
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    suffix = "" if args.profile == "full" else f"-{args.profile}"
     try:
-        cfg = load_config(args.data, args.profile, args.set)
-    except (ValueError, FileNotFoundError) as e:
-        ap.error(str(e))
-    if args.mlflow is not None:
-        cfg.tracking.mlflow_uri = args.mlflow or default_uri(results_dir(cfg, args.out))
-    torch.set_num_threads(cfg.train.threads)
-    try:
-        folder = run_study(cfg, args.out)
-        dest = write_reports(folder)
-        log_summary(cfg.tracking, folder, [dest, folder / "summary.csv", folder / "study.json", folder / "figures"])
-    # bad data or spec, a missing optional package, no Ray cluster: say what, no traceback
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError, ConnectionError) as e:
-        raise SystemExit(f"error: {e}") from None
-    except KeyboardInterrupt:
-        raise SystemExit("interrupted: every finished run is stored; rerun the same command to resume") from None
+        for name in STUDIES:
+            cfg = fusionstudy.load_config(name, args.profile, args.set)
+            res = fusionstudy.run_study(cfg, out=ROOT / "results" / f"{name}{suffix}")
+            if args.profile != "full" or args.set:  # a smoke or modified run: its own report, in its folder
+                write_reports(res.folder, root=ROOT)
+        if args.profile == "full" and not args.set:
+            write_all(ROOT)
+    except USER_ERRORS as e:
+        raise SystemExit(f"train.py: error: {e}") from None
 
 
 if __name__ == "__main__":

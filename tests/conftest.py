@@ -2,20 +2,18 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]  # the repository (committed results, reports)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import torch  # noqa: E402
 
-from config import Config  # noqa: E402
+from fusionstudy.config import Config  # noqa: E402
 
 torch.set_num_threads(1)  # tiny models: one thread is fastest and immune to a busy machine
 
@@ -57,6 +55,6 @@ def synthetic_config(**train) -> Config:
 
 @pytest.fixture(scope="session")
 def synth_prep():
-    from data import prepare
+    from fusionstudy.data.prepare import prepare
     cfg = synthetic_config()
     return cfg, prepare(cfg, synthetic_frame())

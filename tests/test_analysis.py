@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from analysis import scaling_slopes, shapley_two_player, summarize
-from records import RunRecord
-from render import fmt_ci
+from fusionstudy.analysis.tables import scaling_slopes, shapley_two_player, summarize
+from fusionstudy.records import RunRecord
+from fusionstudy.report.experiments import fmt_ci
 
 
 def test_shapley_sums_to_full_minus_empty():

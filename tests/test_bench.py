@@ -1,11 +1,10 @@
-import json
 
 import numpy as np
 import pytest
 
-import bench
-from analysis import part_table
-from formats import bench_cells
+from fusionstudy import bench
+from fusionstudy.analysis.tables import part_table
+from fusionstudy.report.formats import bench_cells
 
 
 def _meta():

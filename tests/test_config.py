@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from config import Config, ROOT, apply, load_config, parse_override, CONFIG_DIR
+from fusionstudy.config import Config, apply, load_config, parse_override
+from tests.conftest import ROOT
 
 
 def test_unknown_key_is_an_error_naming_it():
@@ -31,14 +32,14 @@ def test_unknown_key_in_a_file(tmp_path):
 
 
 def test_profiles_load_and_differ():
-    full, quick = load_config(CONFIG_DIR / "clothing.toml", "full"), load_config(CONFIG_DIR / "clothing.toml", "quick")
+    full, quick = load_config("clothing", "full"), load_config("clothing", "quick")
     assert len(full.study.seeds) == 5 and len(quick.study.seeds) < 5
     assert full.fingerprint() != quick.fingerprint()  # max_epochs differs, so models differ
 
 
 def test_missing_profile():
     with pytest.raises(FileNotFoundError, match="nope"):
-        load_config(CONFIG_DIR / "clothing.toml", "nope")
+        load_config("clothing", "nope")
 
 
 def test_dataset_file_overrides_the_profile(tmp_path):
@@ -51,7 +52,7 @@ def test_dataset_file_overrides_the_profile(tmp_path):
 
 def test_a_dataset_file_is_not_a_profile():
     with pytest.raises(ValueError, match="not a profile"):
-        load_config(CONFIG_DIR / "clothing.toml", "clothing_no_rating")
+        load_config("clothing", "clothing_no_rating")
 
 
 @pytest.mark.parametrize("override, key, allowed", [
@@ -66,24 +67,24 @@ def test_a_dataset_file_is_not_a_profile():
 ])
 def test_bad_values_fail_at_load_naming_key_and_allowed(override, key, allowed):
     with pytest.raises(ValueError) as e:
-        load_config(CONFIG_DIR / "clothing.toml", "full", [override])
+        load_config("clothing", "full", [override])
     assert key in str(e.value) and allowed in str(e.value)
 
 
 def test_misspelled_fusion_option_is_an_unknown_key():
     with pytest.raises(ValueError, match="lmf_rnak"):
-        load_config(CONFIG_DIR / "clothing.toml", "full", ["model.lmf_rnak=8"])
+        load_config("clothing", "full", ["model.lmf_rnak=8"])
 
 
 def test_report_rules_are_config_and_leave_the_fingerprint_alone():
-    base = load_config(CONFIG_DIR / "clothing.toml", "full")
-    changed = load_config(CONFIG_DIR / "clothing.toml", "full", ["report.margin=0.01"])
+    base = load_config("clothing", "full")
+    changed = load_config("clothing", "full", ["report.margin=0.01"])
     assert changed.report.margin == 0.01 and changed.to_dict()["report"]["margin"] == 0.01
     assert changed.fingerprint() == base.fingerprint()  # decision rules do not change what a model is
 
 
 def test_where_runs_execute_or_are_tracked_is_not_in_the_fingerprint():
-    cfg = load_config(CONFIG_DIR / "clothing.toml", "full")
+    cfg = load_config("clothing", "full")
     fp = cfg.fingerprint()
     apply(cfg, {"train": {"executor": "ray"}, "ray": {"address": "auto", "num_cpus": 8, "cpus_per_run": 2.0,
                                                       "max_retries": 0},
@@ -107,8 +108,8 @@ def test_a_study_stored_before_the_ray_and_tracking_sections_keeps_its_fingerpri
 
 def test_executor_and_ray_settings_are_checked_at_load():
     with pytest.raises(ValueError, match=r"train.executor must be one of \['local', 'ray'\]"):
-        load_config(CONFIG_DIR / "clothing.toml", "quick", ['train.executor="dask"'])
+        load_config("clothing", "quick", ['train.executor="dask"'])
     with pytest.raises(ValueError, match="ray.cpus_per_run"):
-        load_config(CONFIG_DIR / "clothing.toml", "quick", ["ray.cpus_per_run=0"])
+        load_config("clothing", "quick", ["ray.cpus_per_run=0"])
     with pytest.raises(ValueError, match="unknown config key ray.adress"):
-        load_config(CONFIG_DIR / "clothing.toml", "quick", ['ray.adress="auto"'])
+        load_config("clothing", "quick", ['ray.adress="auto"'])

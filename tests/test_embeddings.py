@@ -9,17 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-import data
-import embeddings
-import perturb
-from config import Config, validate
-from data import prepare, to_inputs
-from embeddings import ExtraNotInstalled, SentenceEmbedder, embed_tokens, text_key, verify_weights
-from loop import fit, make_model, predict
-from metrics import classification_metrics
-from models.multimodal import build_model
-from models.text import SentenceHead
-from tests.conftest import synthetic_config, synthetic_frame
+from fusionstudy.config import Config, validate
+from fusionstudy.data import embeddings, perturb
+from fusionstudy.data import prepare as data
+from fusionstudy.data.embeddings import ExtraNotInstalled, SentenceEmbedder, embed_tokens, text_key, verify_weights
+from fusionstudy.data.prepare import prepare, to_inputs
+from fusionstudy.metrics import classification_metrics
+from fusionstudy.models.multimodal import build_model
+from fusionstudy.models.text import SentenceHead
+from fusionstudy.training.loop import fit, make_model, predict
+from tests.conftest import ROOT, synthetic_config, synthetic_frame
 
 DIM = 16
 
@@ -92,15 +91,15 @@ def test_missing_extra_says_how_to_install_it(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sentence_transformers"
                         else real(name, *a))
-    with pytest.raises(ExtraNotInstalled, match=r"pip install -r requirements-minilm\.txt"):
+    with pytest.raises(ExtraNotInstalled, match=r"pip install torch==2\.13\.0 'fusionstudy\[minilm\]'"):
         embeddings.minilm_dir()
     cfg = synthetic_config()
     cfg.text.encoder = "minilm"
-    with pytest.raises(ExtraNotInstalled, match="requirements-minilm"):
+    with pytest.raises(ExtraNotInstalled, match=r"fusionstudy\[minilm\]"):
         prepare(cfg, synthetic_frame(200))
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import fails even if installed
     with pytest.raises(ExtraNotInstalled, match="pip install"):
-        embeddings.load_sentence_encoder(embeddings.ROOT)
+        embeddings.load_sentence_encoder(ROOT)
 
 
 def test_config_checks_the_encoder_name_and_keeps_the_bag_fingerprint():

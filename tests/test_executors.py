@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from config import CONFIG_DIR, load_config
-from executors import CRASH, CRASH_DIR, describe_failure
-from records import RunStore
-from study import run_study
+from fusionstudy.config import load_config
+from fusionstudy.records import RunStore
+from fusionstudy.study.executors import CRASH, CRASH_DIR, describe_failure
+from fusionstudy.study.runner import run_study
 from tests.conftest import synthetic_config, synthetic_frame
 
 pytestmark = pytest.mark.slow
@@ -16,7 +16,7 @@ pytest.importorskip("ray")
 
 def _small_real_study(executor: str):
     """The default dataset, 1,500 rows: 4 models x 2 seeds, one ModDrop model, one Part 5 point per modality."""
-    return load_config(CONFIG_DIR / "clothing.toml", "quick", [
+    return load_config("clothing", "quick", [
         "dataset.subsample=1500", "study.seeds=[0, 1]", "study.references=false", "study.bootstrap=50",
         'study.models=["text_only", "tabular_only", "early_concat", "gmu"]', 'study.moddrop_models=["early_concat"]',
         'study.imbalance_models=["early_concat"]', "study.corrupt_levels=[]", "study.truncate_levels=[]",

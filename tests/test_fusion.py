@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from fusion import FUSIONS, LMF, build_fusion, expected_params
+from fusionstudy.models.fusion import FUSIONS, LMF, build_fusion, expected_params
 
 DIMS = {"text": 6, "tabular": 4}
 HIDDEN, N_OUT, B = 8, 3, 5

@@ -18,9 +18,9 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data import prepare
-from loop import fit, make_model, predict
-from metrics import classification_metrics
+from fusionstudy.data.prepare import prepare
+from fusionstudy.metrics import classification_metrics
+from fusionstudy.training.loop import fit, make_model, predict
 from tests.conftest import synthetic_config
 
 TEXT_COLS, CAT_COLS, NUM_COLS = ["review text", "título"], ["couleur", "类别"], ["n0", "prix €"]

@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis import eval_frame, plain, summarize
-from records import load_study
-from study import run_study
-from synthetic import SCENARIOS, two_modality_frame, scenario_config
-from verdicts import HELPS, HURTS, gains_table, shapley_intervals
+from fusionstudy.analysis.tables import eval_frame, plain, summarize
+from fusionstudy.analysis.verdicts import HELPS, HURTS, gains_table, shapley_intervals
+from fusionstudy.data.scenarios import SCENARIOS, scenario_config, two_modality_frame
+from fusionstudy.records import load_study
+from fusionstudy.study.runner import run_study
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from config import model_parts
-from data import prepare
-from metrics import classification_metrics
+from fusionstudy.config import model_parts
+from fusionstudy.data.prepare import prepare
+from fusionstudy.metrics import classification_metrics
+from fusionstudy.training.loop import _optimizers, fit, make_model, predict
 from tests.conftest import synthetic_config, synthetic_frame
-from loop import _optimizers, fit, make_model, predict
 
 
 def _train_eval(prep, cfg, model_name, seed=0):

@@ -4,11 +4,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from data import SplitData, prepare
-from fusion import FUSIONS
-from config import model_parts
-from loop import background_rows, fit, make_model, predict, predict_marginal
-from metrics import classification_metrics
+from fusionstudy.config import model_parts
+from fusionstudy.data.prepare import SplitData, prepare
+from fusionstudy.metrics import classification_metrics
+from fusionstudy.models.fusion import FUSIONS
+from fusionstudy.training.loop import background_rows, fit, make_model, predict, predict_marginal
 from tests.conftest import synthetic_config, synthetic_frame
 
 

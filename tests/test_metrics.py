@@ -5,10 +5,24 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-import metrics
-from metrics import (best_f1_threshold, bootstrap_counts, classification_metrics, curve_roughness,
-                     expected_calibration_error, f1_at_threshold, interval, mean_ci, per_seed_auc, per_seed_metric,
-                     perceptual_score, rms_grad_ratio, seed_average, seed_draws, weighted_auc)
+from fusionstudy import metrics
+from fusionstudy.metrics import (
+    best_f1_threshold,
+    bootstrap_counts,
+    classification_metrics,
+    curve_roughness,
+    expected_calibration_error,
+    f1_at_threshold,
+    interval,
+    mean_ci,
+    per_seed_auc,
+    per_seed_metric,
+    perceptual_score,
+    rms_grad_ratio,
+    seed_average,
+    seed_draws,
+    weighted_auc,
+)
 
 
 def test_weighted_auc_matches_sklearn_on_resampled_rows_with_ties():

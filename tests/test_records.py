@@ -1,11 +1,8 @@
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from records import EvalRecord, PredictionRecord, RunRecord, RunStore, Training, load_study
-from tests.conftest import ROOT
+from fusionstudy.records import EvalRecord, PredictionRecord, RunRecord, RunStore, Training, load_study
 
 
 def _run(key="m|seed=0|cfg=fp", **kw):
@@ -57,54 +54,6 @@ def test_old_records_migrate_kind_and_training_on_read(tmp_path):
     assert r.kind == "fusion" and r.training == Training("moddrop", 0.3, ())
 
 
-def test_reading_results_imports_neither_torch_nor_the_training_code():
-    code = ("import sys, report, records, analysis, render, postmortem, figures; "
-            "print(sorted(m for m in ('torch', 'train', 'study', 'loop', 'bench', 'data') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
-
-def test_no_import_cycles_even_inside_functions():
-    import ast
-    mods = {p.stem: p for p in ROOT.glob("*.py")} | {f"models.{p.stem}": p for p in (ROOT / "models").glob("*.py")}
-    graph = {}
-    for name, path in mods.items():
-        deps = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                deps |= {a.name for a in node.names if a.name in mods}
-            elif isinstance(node, ast.ImportFrom) and node.module in mods:
-                deps.add(node.module)
-        graph[name] = deps - {name}
-    seen, stack = set(), []
-
-    def visit(n):
-        assert n not in stack, f"import cycle: {' -> '.join(stack[stack.index(n):] + [n])}"
-        if n in seen:
-            return
-        stack.append(n)
-        for d in graph[n]:
-            visit(d)
-        stack.pop()
-        seen.add(n)
-    for n in graph:
-        visit(n)
-
-
-def test_no_python_file_over_500_lines():
-    long = {p.name: n for p in ROOT.glob("**/*.py") if ".venv" not in p.parts
-            and (n := len(p.read_text().splitlines())) > 500}
-    assert not long, long
-
-
 def test_load_study_names_the_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="runs.jsonl"):
         load_study(tmp_path)
-
-
-def test_optional_packages_are_imported_only_on_their_code_paths():
-    # ray and mlflow (requirements-extras.txt) load through extras.import_extra when a study asks for them
-    code = ("import sys, train, study, bench, executors, tracking, report; "
-            "print(sorted(m for m in ('ray', 'mlflow') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

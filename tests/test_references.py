@@ -7,11 +7,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-import references
-from data import prepare
-from metrics import classification_metrics
-from references import (REFERENCES, REQUIRES, categorical_mask, cross_fit_text_score, fit_references,
-                        late_average, ref_early_logreg, text_score)
+from fusionstudy.data.prepare import prepare
+from fusionstudy.metrics import classification_metrics
+from fusionstudy.study import references
+from fusionstudy.study.references import (
+    REFERENCES,
+    REQUIRES,
+    categorical_mask,
+    cross_fit_text_score,
+    fit_references,
+    late_average,
+    ref_early_logreg,
+    text_score,
+)
 from tests.conftest import synthetic_config, synthetic_frame
 
 FUSED = ("ref_early_logreg", "ref_late_avg", "ref_stack_gbdt")
@@ -168,7 +176,7 @@ def test_only_columns_with_few_codes_are_declared_categorical():
 
 @pytest.mark.slow
 def test_references_on_the_real_data_match_the_measured_table():
-    from config import load_config
+    from fusionstudy.config import load_config
     prep = prepare(load_config())
     auc = {r.name: _auc(prep, r) for r in fit_references(prep)}
     # FACTS.md: TF-IDF+LR ~0.947, HistGBDT ~0.972, early LR ~0.979, late average ~0.980

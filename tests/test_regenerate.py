@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from fusion import render_fusion_docs
-from report import write_all
+from fusionstudy.models.fusion import render_fusion_docs
+from fusionstudy.report.write import write_all
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ["experiments.md", "postmortem.md", "results/clothing_no_rating/experiments.md"]

@@ -1,23 +1,23 @@
 """docs/encoders.md is exactly what render_encoders.py makes of the committed results/encoders-*/."""
 import pytest
 
-from config import ROOT
-from render_encoders import DOC, ENCODERS, SIZES, folder_of, render_encoders_doc
+from fusionstudy.report.encoders import DOC, ENCODERS, SIZES, folder_of, render_encoders_doc
+from tests.conftest import ROOT
 
-_committed = pytest.mark.skipif(not all((folder_of(e, s) / "study.json").is_file() for e in ENCODERS for s in SIZES),
+_committed = pytest.mark.skipif(not all((folder_of(e, s, ROOT) / "study.json").is_file() for e in ENCODERS for s in SIZES),
                                 reason="no committed encoder comparison")
 
 
 @pytest.mark.slow
 @_committed
 def test_committed_encoder_table_matches_regeneration():
-    assert render_encoders_doc(ROOT) == (ROOT / DOC).read_text(), "docs/encoders.md is stale: run `python render_encoders.py`"
+    assert render_encoders_doc(ROOT) == (ROOT / DOC).read_text(), "docs/encoders.md is stale: run `python benchmarks/encoders.py --report`"
 
 
 def test_reading_the_comparison_needs_no_torch():
     import subprocess
     import sys
-    code = "import sys, render_encoders; print('torch' in sys.modules)"
+    code = "import sys, fusionstudy.report.encoders; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -26,7 +26,7 @@ def _study(tmp_path, name, signal, test_ids=None):
     """A tiny two-seed results set for ``text_only`` whose scores carry ``signal`` x the label."""
     import numpy as np
 
-    from records import PredictionRecord, RunRecord, StudyResults
+    from fusionstudy.records import PredictionRecord, RunRecord, StudyResults
     rng = np.random.default_rng(0)
     y = {s: rng.integers(0, 2, 200) for s in ("val", "test")}
     runs, preds = [], {}
@@ -44,7 +44,7 @@ def _study(tmp_path, name, signal, test_ids=None):
 
 
 def test_paired_difference_across_two_studies_and_its_verdict(tmp_path):
-    from render_encoders import paired
+    from fusionstudy.report.encoders import paired
     strong, weak = _study(tmp_path, "a", 0.6), _study(tmp_path, "b", 0.1)
     d = paired(strong, weak, "text_only", "test", margin=0.005)
     assert d["lo"] < d["value"] < d["hi"] and d["lo"] > 0.005 and d["verdict"] == "helps" and d["seeds"] == 2

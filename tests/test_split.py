@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import train
-from config import CONFIG_DIR, load_config, validate
-from mmtk import FOLDER_SPLIT_COLUMN
-from data import prepare
-from records import RunStore
+from fusionstudy import cli as train
+from fusionstudy.config import load_config, validate
+from fusionstudy.data.mmtk import FOLDER_SPLIT_COLUMN
+from fusionstudy.data.prepare import prepare
+from fusionstudy.records import RunStore
 from tests.conftest import ROOT, synthetic_config, synthetic_frame
 
 
@@ -83,7 +83,7 @@ def test_split_column_is_no_feature_and_keeps_the_default_fingerprint():
     for name, spec in (("clothing", "clothing.toml"), ("clothing_no_rating", "clothing_no_rating.toml")):
         stored = ROOT / "results" / name / "study.json"
         if stored.is_file():
-            assert load_config(CONFIG_DIR / spec).fingerprint() == json.loads(stored.read_text())["config_fp"]
+            assert load_config(spec.removesuffix(".toml")).fingerprint() == json.loads(stored.read_text())["config_fp"]
     base = load_config().fingerprint()
     assert load_config(overrides=["study.save_models=false"]).fingerprint() == base
     assert load_config(overrides=["split.column=fold"]).fingerprint() != base
@@ -139,7 +139,7 @@ def test_train_cli_runs_the_quick_profile_on_a_folder(tmp_path):
     trim = ['study.models=["text_only","tabular_only","early_concat"]', "study.moddrop_models=[]",
             "study.imbalance_models=[]", "study.seeds=[0]", "study.references=false", "train.workers=1",
             "train.threads=1", "text.min_df=1", "tabular.min_count=1"]  # the quick profile, cut to seconds
-    train.main(["--data", str(folder), "--profile", "quick", "--out", str(out)] + [a for t in trim for a in ("--set", t)])
+    train.main(["run", "--data", str(folder), "--profile", "quick", "--out", str(out)] + [a for t in trim for a in ("--set", t)])
     runs = RunStore(out).records()
     assert {r.config["profile"] for r in runs} == {"quick"} and {r.study for r in runs} == {"reviews_mtk"}
     assert {r.config["train"]["max_epochs"] for r in runs} == {2}  # from configs/quick.toml

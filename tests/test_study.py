@@ -1,18 +1,17 @@
 import json
 
 import numpy as np
-
 import pandas as pd
 import pytest
 
-from data import prepare
-from analysis import dominance, eval_frame
-from config import StudyConfig
-import study
-from records import RunStore, load_study
-from report import write_reports
-from evaluation import eval_suite
-from study import RunSpec, plan, run_study, train_run
+from fusionstudy.analysis.tables import dominance, eval_frame
+from fusionstudy.config import StudyConfig
+from fusionstudy.data.prepare import prepare
+from fusionstudy.records import RunStore, load_study
+from fusionstudy.report.write import write_reports
+from fusionstudy.study import runner as study
+from fusionstudy.study.runner import RunSpec, plan, run_study, train_run
+from fusionstudy.training.evaluation import eval_suite
 from tests.conftest import synthetic_config, synthetic_frame
 
 

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from records import RunStore
-from report import write_reports
-from study import run_study
+from fusionstudy.records import RunStore
+from fusionstudy.report.write import write_reports
+from fusionstudy.study.runner import run_study
+from fusionstudy.study.tracking import default_uri, log_summary
 from tests.conftest import synthetic_config, synthetic_frame
-from tracking import default_uri, log_summary
 
 pytestmark = pytest.mark.slow
 mlflow = pytest.importorskip("mlflow")

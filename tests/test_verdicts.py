@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from metrics import bootstrap_counts, interval, per_seed_auc
-from verdicts import EQUIVALENT, HELPS, HURTS, INCONCLUSIVE, combine, rule
+from fusionstudy.analysis.verdicts import EQUIVALENT, HELPS, HURTS, INCONCLUSIVE, combine, rule
+from fusionstudy.metrics import bootstrap_counts, interval, per_seed_auc
 
 
 def _scores(rng, n, separations):

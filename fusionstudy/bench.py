@@ -1,0 +1,115 @@
+"""Benchmark: wall seconds per part, trained models per second, training samples/s and peak memory
+per worker of the study, as ratios to a stored baseline; and the local vs the Ray executor.
+
+    fusionstudy bench                              # time a fresh full study in a temporary folder
+    fusionstudy bench --profile quick              # the same for the quick profile
+    fusionstudy bench --from results/clothing      # print the figures of a stored study (no training)
+    fusionstudy bench --from results/clothing --baseline dense-adamw
+    fusionstudy bench --executors                  # one small study under the local and the Ray executor
+
+Timing is wall-clock on this machine (2 CPU cores here); throughput is training samples per second
+of wall time inside ``fit``, averaged over a part's runs; peak memory is each worker process's
+peak resident set (MiB, ``getrusage``). This machine is shared and noisy, so the figure to quote
+is the ratio to a baseline of ``bench_baselines.json`` (earlier designs' stored ``study.json``
+figures of the full profile; a ratio < 1 is faster). ``experiments.md`` shows the committed run's
+table. ``--executors`` trains the same small study (:data:`SMALL`, plus any ``--set``) once per
+executor, each in its own temporary folder, and prints the wall seconds of each (the whole study,
+and its training parts alone, which exclude Ray's start) and their ratio.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from fusionstudy.analysis.tables import baselines, comparable, part_table
+from fusionstudy.config import load_config
+from fusionstudy.extras import import_extra
+from fusionstudy.records import load_study
+from fusionstudy.report.formats import bench_cells, md_table
+from fusionstudy.study.runner import run_study
+
+
+def report(folder: Path, baseline: str | None) -> str:
+    """The per-part table of a stored study (with ratios to ``baseline`` when named) and its
+    peak memory per worker, as Markdown.
+
+    Raises
+    ------
+    ValueError
+        If ``baseline`` is not a key of ``bench_baselines.json``.
+    """
+    known = baselines()
+    if baseline is not None and baseline not in known:
+        raise ValueError(f"unknown baseline {baseline!r}; bench_baselines.json has {list(known)}")
+    res = load_study(folder)
+    base = known[baseline] if baseline else None
+    lines = []
+    if base and not comparable(res.meta, base):
+        lines.append(f"(no ratio: baseline {baseline!r} is the {base['profile']} study of {base['study']!r} with "
+                     f"{base['runs_trained']} runs; this folder holds the {res.meta.get('profile')} study of "
+                     f"{res.meta.get('study')!r} with {res.meta.get('runs_planned')})\n")
+        base = None
+    lines.append(md_table(bench_cells(part_table(res.meta, res.runs, base))))
+    if base:
+        lines.append(f"\nbaseline {baseline!r}: {base['label']}")
+    peaks = res.meta.get("peak_rss_mb_per_worker")
+    if peaks:
+        lines.append(f"peak resident memory per worker: {', '.join(f'{p:,} MiB' for p in peaks)}; "
+                     f"driver {res.meta.get('peak_rss_mb_driver', 0):,} MiB")
+    return "\n".join(lines)
+
+
+# The small study of --executors: the quick profile on 6,000 rows, without the (driver-side) references.
+SMALL = ["dataset.subsample=6000", "study.references=false", "study.save_models=false"]
+
+
+def compare_executors(data: str, profile: str, overrides: list[str]) -> pd.DataFrame:
+    """Wall seconds of the same study under ``train.executor = "local"`` and ``"ray"``: per
+    executor the whole study (``wall_s``, with Ray's start) and its training parts (``train_s``:
+    Parts 1-5), runs trained, and each time as a ratio to the local executor's."""
+    rows = []
+    for ex in ("local", "ray"):
+        cfg = load_config(data, profile, [*SMALL, *overrides, f'train.executor="{ex}"'])
+        torch.set_num_threads(cfg.train.threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            meta = json.loads((run_study(cfg, tmp) / "study.json").read_text())
+        train = sum(meta["part_seconds"].get(p, 0) for p in ("main", "part3", "part5"))
+        rows.append({"executor": ex, "runs": meta["runs_trained"], "wall_s": meta["wall_seconds"],
+                     "train_s": round(train, 1), "workers": meta["workers"]})
+    df = pd.DataFrame(rows)
+    for col in ("wall_s", "train_s"):
+        df[f"{col}_ratio"] = (df[col] / df[col].iloc[0]).round(2)
+    return df
+
+
+def bench(data: str = "clothing", profile: str | None = None, overrides: list[str] | None = None,
+          folder: str | None = None, baseline: str | None = "sparse-adagrad", executors: bool = False) -> str:
+    """What ``fusionstudy bench`` prints: a stored study's figures (``folder``), the executor
+    comparison (``executors``), or the figures of a fresh study trained in a temporary folder.
+
+    Raises
+    ------
+    ValueError
+        On an unknown ``baseline`` (``"none"`` or ``None`` for no ratio).
+    ImportError
+        If ``executors`` and Ray is not installed (before any training).
+    """
+    overrides = overrides or []
+    base = None if baseline in (None, "none") else baseline
+    if base is not None and base not in baselines():
+        raise ValueError(f"unknown baseline {base!r}; stored baselines: {list(baselines())} (or 'none')")
+    if executors:
+        import_extra("ray")  # before any training: the comparison needs the optional Ray
+        return compare_executors(data, profile or "quick", overrides).to_markdown(index=False)
+    if folder:
+        return report(Path(folder), base)
+    profile = profile or "full"
+    cfg = load_config(data, profile, overrides)
+    torch.set_num_threads(cfg.train.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        # the stored baselines are full-profile studies of the default data: no ratio for anything else
+        return report(run_study(cfg, tmp), base if profile == "full" and not overrides else None)

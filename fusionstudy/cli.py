@@ -1,0 +1,180 @@
+"""The ``fusionstudy`` command: a thin layer over the library (:mod:`fusionstudy.api`).
+
+    fusionstudy run                                   # full study of the bundled clothing data -> ./results/clothing
+    fusionstudy run --profile quick                   # smoke run: fewer seeds and epochs
+    fusionstudy run --data my_data.toml               # your CSV/Parquet, described in one TOML file
+    fusionstudy run --data path/to/folder             # a Multimodal-Toolkit folder (train/val/test.csv + column_info.json)
+    fusionstudy run --set train.lr=0.001 --set study.seeds=[0,1]
+    fusionstudy run --set train.executor="ray" --set ray.address="auto"
+    fusionstudy run --profile quick --mlflow          # track in MLflow: <out>/mlflow.db
+    fusionstudy report results/clothing               # rebuild one study's summary, figures, experiments.md
+    fusionstudy report --all                          # every report of this folder's results/ (the repository's)
+    fusionstudy predict --study results/x --model early_concat --input new.csv --output preds.csv
+    fusionstudy bench --from results/clothing         # wall seconds, runs/s, samples/s per part
+    fusionstudy docs                                  # regenerate the parameter table of docs/fusion.md
+    fusionstudy list                                  # bundled profiles and dataset specs
+
+Errors are one line on stderr: exit code 2 for a usage error, 1 for a data or study error.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from fusionstudy.config import load_config
+
+log = logging.getLogger("fusionstudy")
+# what a study or a command may raise for a user's mistake: bad data or spec, a missing optional
+# package, no Ray cluster, an unwritable place; one line, no traceback
+USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, ImportError, ConnectionError, OSError)
+
+
+def _run(args: argparse.Namespace) -> None:
+    from fusionstudy.api import run_study
+    from fusionstudy.report.write import write_reports
+    from fusionstudy.study.runner import results_dir
+    from fusionstudy.study.tracking import default_uri, log_summary
+
+    cfg = load_config(args.data, args.profile, args.set)
+    if args.mlflow is not None:
+        cfg.tracking.mlflow_uri = args.mlflow or default_uri(results_dir(cfg, args.out))
+    res = run_study(cfg, out=args.out)
+    if not args.no_report:
+        dest = write_reports(res.folder, root=Path(args.root))
+        log_summary(cfg.tracking, res.folder, [dest, res.folder / "summary.csv", res.folder / "study.json",
+                                               res.folder / "figures"])
+
+
+def _report(args: argparse.Namespace) -> None:
+    from fusionstudy.report.write import write_all, write_reports
+
+    if args.all or args.folder is None:
+        write_all(Path(args.root))
+    else:
+        write_reports(Path(args.folder), Path(args.dest) if args.dest else None, Path(args.root))
+
+
+def _predict(args: argparse.Namespace) -> None:
+    import torch
+
+    from fusionstudy.data.reading import read_table
+    from fusionstudy.scoring import needed_columns, score
+    from fusionstudy.study.saving import load_preprocessing
+
+    saved = load_preprocessing(Path(args.study))
+    torch.set_num_threads(saved.cfg.train.threads)
+    ds = saved.cfg.dataset
+    ds = replace(ds, encoding=ds.encoding if args.encoding is None else args.encoding,
+                 delimiter=ds.delimiter if args.delimiter is None else args.delimiter)
+    path = Path(args.input)
+    if not path.is_file():
+        raise FileNotFoundError(f"--input {args.input}: no such file")
+    out = score(saved, args.model, read_table(path, ds, needed_columns(saved, args.model)), args.seed,
+                where=str(path))
+    out.to_csv(args.output, index=False)
+    log.info(f"wrote {len(out)} predictions of {args.model} to {args.output}")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from fusionstudy.bench import bench
+
+    print(bench(args.data, args.profile, args.set, args.folder, args.baseline, args.executors))
+
+
+def _docs(args: argparse.Namespace) -> None:
+    from fusionstudy.models.fusion import render_fusion_docs
+
+    doc = Path(args.docs) / "fusion.md"
+    if not doc.is_file():
+        raise FileNotFoundError(f"{doc}: no such file (run from the repository root, or pass --docs FOLDER)")
+    doc.write_text(render_fusion_docs(doc.read_text()))
+    log.info(f"wrote the parameter table of {doc}")
+
+
+def _list(args: argparse.Namespace) -> None:
+    from fusionstudy.locations import cache_root, list_datasets, list_profiles
+
+    print(f"profiles: {', '.join(list_profiles())}\nbundled datasets: {', '.join(list_datasets())}\n"
+          f"cache: {cache_root()}")
+
+
+def _study_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="clothing", help="a bundled dataset name (see `fusionstudy list`), a TOML "
+                   "spec, or a Multimodal-Toolkit folder (train.csv, val.csv (optional), test.csv, column_info.json)")
+    p.add_argument("--profile", default="full", help="a bundled profile (full, quick, ...) or a TOML file")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (repeatable)")
+
+
+class _Plain(logging.Formatter):
+    """Progress as bare lines; warnings prefixed ``warning:``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        return f"warning: {msg}" if record.levelno >= logging.WARNING else msg
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``fusionstudy`` argument parser with its subcommands (see the module docstring)."""
+    ap = argparse.ArgumentParser(prog="fusionstudy", description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = sub.add_parser("run", help="train and evaluate a study, then write its report")
+    _study_options(p)
+    p.add_argument("--out", default=None, help="results folder (default ./results/<dataset.name>[-<profile>])")
+    p.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                   help="track runs in MLflow at URI (without URI: a SQLite file mlflow.db in the results folder)")
+    p.add_argument("--no-report", action="store_true", help="train only; `fusionstudy report` writes it later")
+    p.add_argument("--root", default=".", help="the folder the report's commands are run from (default: here)")
+    p.set_defaults(func=_run)
+    p = sub.add_parser("report", help="rebuild reports from stored results (no training, no torch)")
+    p.add_argument("folder", nargs="?", default=None, help="one results folder (default: --all)")
+    p.add_argument("--dest", default=None, help="where to write that folder's experiments.md")
+    p.add_argument("--all", action="store_true", help="experiments.md, postmortem.md and the contrast report of "
+                   "ROOT/results/clothing{,_no_rating}")
+    p.add_argument("--root", default=".", help="the repository whose reports --all rebuilds (default: here)")
+    p.set_defaults(func=_report)
+    p = sub.add_parser("predict", help="score new rows with a study's saved models")
+    p.add_argument("--study", required=True, help="the study's results folder, e.g. results/my_study")
+    p.add_argument("--model", required=True, help="a trained model of Parts 1, 2 or 4, e.g. early_concat")
+    p.add_argument("--input", required=True, help="rows to score: .csv, .tsv or .parquet")
+    p.add_argument("--output", required=True, help="where to write the predictions (CSV)")
+    p.add_argument("--seed", type=int, default=None, help="use one seed's model (default: mean over seeds)")
+    p.add_argument("--encoding", default=None, help="the input's text encoding (default: the study's)")
+    p.add_argument("--delimiter", default=None, help="the input's delimiter (default: the study's, else sniffed)")
+    p.set_defaults(func=_predict)
+    p = sub.add_parser("bench", help="time a study per part (or print a stored study's figures)")
+    _study_options(p)
+    p.add_argument("--from", dest="folder", default=None, help="print a stored study's figures instead of running")
+    p.add_argument("--baseline", default="sparse-adagrad", help="a stored baseline's name, or 'none'")
+    p.add_argument("--executors", action="store_true", help="time one small study under each executor")
+    p.set_defaults(func=_bench)
+    p = sub.add_parser("docs", help="regenerate the generated parameter table of docs/fusion.md")
+    p.add_argument("--docs", default="docs", help="the docs folder (default: ./docs)")
+    p.set_defaults(func=_docs)
+    p = sub.add_parser("list", help="bundled profiles, dataset specs and the cache folder")
+    p.set_defaults(func=_list)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``fusionstudy`` console script."""
+    args = parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Plain())
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler])
+    logging.getLogger("fusionstudy").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        args.func(args)
+    except USER_ERRORS as e:
+        raise SystemExit(f"fusionstudy {args.command}: error: {e}") from None  # exit code 1
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted: every finished run is stored; rerun the same command to resume") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,466 @@
+"""Study configuration: typed sections loaded from TOML with hard rules.
+
+A study is configured by a profile (a bundled name such as ``full`` or ``quick``, :mod:`fusionstudy.locations`), then a
+dataset spec (a bundled name such as ``clothing``, a TOML file or a folder; it may override any profile key), then
+``--set section.key=value`` overrides. As in nanoGPT, unknown keys are errors and an override must keep the default's type.
+The resolved config is saved with every result record.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fusionstudy.data.mmtk import FOLDER_SPLIT_COLUMN, folder_spec
+from fusionstudy.locations import PROFILES, resolve_profile, resolve_spec
+
+MODALITIES = ("tabular", "text")  # sorted: the order every per-modality dict is iterated in
+# The fusion strategies a config may name; ``fusion.FUSIONS`` implements exactly these (checked there).
+FUSION_NAMES = ("early_concat", "late_logit_avg", "late_learned", "gmu", "attention", "tfn", "lmf")
+UNIMODAL_NAMES = tuple(f"{m}_only" for m in MODALITIES)
+SCHEDULES = ("constant", "linear")
+# A Multimodal-Toolkit folder (train.csv, val.csv, test.csv, column_info.json): the keys its
+# column_info.json may hold, and the column the loader adds to name the file each row came from.
+TEXT_OPTIMIZERS = ("adagrad", "adamw")
+EXECUTORS = ("local", "ray")  # where runs are trained: this machine's processes or a Ray cluster (``study.executors``)
+# "bag": n-gram embeddings trained from scratch; "minilm": frozen all-MiniLM-L6-v2 sentence
+# embeddings (the optional extra ``fusionstudy[minilm]``) + a trained MLP (``data.embeddings``).
+TEXT_ENCODERS = ("bag", "minilm")
+# Bumped when the evaluation protocol changes meaning, so stored runs of the old protocol are not
+# resumed into a new study (2: removal = marginalisation, classical fusion references).
+PROTOCOL_VERSION = 2
+
+
+def model_parts(name: str, available: tuple[str, ...] = MODALITIES) -> tuple[tuple[str, ...], str]:
+    """The modalities and fusion of a model named in ``study.models``: ``"<modality>_only"`` is a
+    unimodal model (one encoder + the ``early_concat`` head), a fusion name fuses every modality in
+    ``available``. This is the one place a model name is interpreted.
+
+    Raises
+    ------
+    ValueError
+        If the name is neither, or names a modality the dataset lacks.
+    """
+    if name in UNIMODAL_NAMES:
+        mod = name.removesuffix("_only")
+        if mod not in available:
+            raise ValueError(f"model {name!r} needs modality {mod!r}; dataset has {list(available)}")
+        return (mod,), "early_concat"
+    if name in FUSION_NAMES:
+        return tuple(available), name
+    raise ValueError(f"unknown model {name!r}; use one of {list(UNIMODAL_NAMES) + list(FUSION_NAMES)}")
+
+
+@dataclass
+class DatasetConfig:
+    """Which columns form each modality. ``source`` is ``"bundled:womens_clothing"``, a path
+    to a CSV/Parquet file, or a Multimodal-Toolkit folder (see :func:`read_column_info`); relative
+    paths are resolved against the config file's folder.
+
+    ``encoding`` and ``delimiter`` apply to CSV/TSV files only. ``encoding = ""`` reads UTF-8 (a
+    byte-order mark is skipped) and on a decoding error names the file and asks for this key
+    (e.g. ``"latin-1"``, ``"cp1252"``); nothing is guessed. ``delimiter = ""`` uses a tab for
+    ``.tsv`` and sniffs ``.csv`` files (see ``tables.sniff_delimiter``); a TOML ``"\\t"`` is a tab."""
+
+    name: str = "clothing"
+    source: str = "bundled:womens_clothing"
+    text: list[str] = field(default_factory=lambda: ["Title", "Review Text"])
+    categorical: list[str] = field(default_factory=lambda: [
+        "Division Name", "Department Name", "Class Name", "Clothing ID"])
+    numeric: list[str] = field(default_factory=lambda: [
+        "Rating", "Age", "Positive Feedback Count"])
+    label: str = "Recommended IND"
+    subsample: int = 0  # > 0: use a random subset of this many rows (smoke tests, quick looks)
+    encoding: str = ""  # CSV/TSV text encoding; "" = UTF-8
+    delimiter: str = ""  # CSV/TSV field separator (one character); "" = sniffed
+
+
+@dataclass
+class SplitConfig:
+    """Stratified train/val/test split; fractions of all rows.
+
+    ``column`` names a predefined split instead: a column whose values are ``train``, ``val`` and
+    ``test`` (any case, surrounding spaces ignored). ``val`` may be absent: then it is carved
+    from the train rows, stratified, with ``seed``, in the share a random split gives it
+    (``val / (1 - test)`` of them). A Multimodal-Toolkit folder sets it to
+    :data:`FOLDER_SPLIT_COLUMN` (its files are its split)."""
+
+    seed: int = 0
+    val: float = 0.15
+    test: float = 0.15
+    column: str = ""  # a predefined split column; "" = a random stratified split
+
+
+@dataclass
+class TextConfig:
+    """Text pipeline: scikit-learn tokenizer, word n-grams, TF-IDF weights, truncation.
+
+    ``encoder`` is what the model reads of the tokens: ``"bag"`` (TF-IDF-weighted n-gram
+    embeddings trained from scratch, ``models.text.TextEncoder``) or ``"minilm"`` (frozen 384-d
+    all-MiniLM-L6-v2 embeddings of the tokens joined by spaces, cached on disk, read by a trained
+    MLP, ``models.text.SentenceHead``; needs the ``minilm`` extra). The TF-IDF matrix is
+    built either way: the classical references use it."""
+
+    encoder: str = "bag"
+    ngram_max: int = 2
+    min_df: int = 2
+    max_features: int = 60000
+    max_tokens: int = 160
+    sublinear_tf: bool = True
+
+
+@dataclass
+class TabularConfig:
+    """Tabular pipeline: categories seen fewer than ``min_count`` times in train are 'unknown'."""
+
+    min_count: int = 5
+    max_emb_dim: int = 16
+
+
+@dataclass
+class ModelConfig:
+    """Encoder, fusion and head sizes (representation size ``d`` per modality)."""
+
+    text_dim: int = 32
+    tab_dim: int = 64
+    tab_hidden: int = 64
+    head_hidden: int = 64
+    dropout: float = 0.3
+    token_dropout: float = 0.0
+    lmf_rank: int = 4
+    tfn_dim: int = 16
+    modality_dropout: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation: AdamW, early stopping on validation loss with best-weights restore.
+
+    ``schedule`` is ``"constant"`` or ``"linear"`` (every learning rate decays linearly to 0 over
+    ``max_epochs``, as in fastText).
+
+    ``text_optimizer`` trains the text encoder's n-gram embedding table: ``"adagrad"`` gives it
+    sparse gradients and ``optim.RowAdagrad`` at ``text_lr`` (only the ~5,500 rows a batch touches
+    move; no weight decay); ``"adamw"`` keeps it dense in the one AdamW at ``lr`` (the design before
+    issue 11). Chosen on validation (clothing, text_only, 5 seeds): Adagrad 0.9615 ROC-AUC / 0.191
+    log loss vs AdamW 0.958 / 0.202, at ~0.7x the time per step; see docs/text_encoder.md.
+    ``lr`` and ``weight_decay`` apply to every other parameter.
+
+    ``patience = 1`` (stop at the first epoch whose validation log loss does not improve) was
+    chosen on the validation curves of the previous full study (patience 2): of its 235 trained
+    models, no text-bearing model's best epoch would have changed and 5 of 23 ``tabular_only``
+    runs would have stopped earlier; a 5-seed validation rerun of ``tabular_only`` gave 0.9750
+    ROC-AUC / 0.1441 log loss vs 0.9749 / 0.1439 with patience 2. It trains 29% fewer epochs
+    (759 -> 537 in that study). See docs/text_encoder.md, "Fusion training"."""
+
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    text_optimizer: str = "adagrad"
+    text_lr: float = 0.2
+    batch_size: int = 128
+    max_epochs: int = 4
+    patience: int = 1
+    schedule: str = "linear"
+    threads: int = 2
+    workers: int = 2  # runs trained in parallel processes; each gets threads // workers torch threads
+    executor: str = "local"  # "local" (``workers`` processes) or "ray" (the [ray] section); not in the fingerprint
+
+
+@dataclass
+class StudyConfig:
+    """What the protocol runs: models, seeds, bootstrap resamples, ablation and imbalance grids."""
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    models: list[str] = field(default_factory=lambda: [
+        "text_only", "tabular_only", "early_concat", "late_logit_avg",
+        "gmu", "attention", "late_learned", "tfn", "lmf"])
+    scaling_dims: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128, 256])
+    # Part 3: inference-time ablations on every trained model; ModDrop-trained variants
+    noise_levels: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0])
+    drop_levels: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75])
+    permutations: int = 5
+    marginal_k: int = 50  # train rows a removed modality is marginalised over (loop.predict_marginal)
+    moddrop_models: list[str] = field(default_factory=lambda: ["early_concat", "gmu"])
+    moddrop_p: float = 0.3
+    # Part 5: training-time weakening of one modality (clean level reused from Parts 1-2)
+    imbalance_models: list[str] = field(default_factory=lambda: [
+        "text_only", "tabular_only", "early_concat", "late_logit_avg", "gmu"])
+    imbalance_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    subsample_levels: list[float] = field(default_factory=lambda: [0.5, 0.2, 0.05])
+    corrupt_levels: list[float] = field(default_factory=lambda: [0.3, 0.6, 1.0])
+    truncate_levels: list[int] = field(default_factory=lambda: [32, 8, 2])
+    references: bool = True
+    # Part 3's inference-time perturbations beyond clean/remove/missing (drop, noise, typos,
+    # masking, shuffles, the text-missing subset); false leaves them out of every run's evaluation
+    robustness: bool = True
+    bootstrap: int = 2000  # resamples of every two-level interval (Monte-Carlo error of a bound ~0.0001)
+    # weights of Parts 1, 2, 4 and the fitted preprocessing under results/<study>/models/ (``scoring``)
+    save_models: bool = True
+
+
+@dataclass
+class ReportConfig:
+    """Decision rules of the report, fixed before any result is seen and stored with the results.
+
+    ``margin``: a paired difference in test ROC-AUC is "helps" when its 95% interval lies above
+    ``+margin``, "hurts" when below ``-margin``, "equivalent" when inside ``±margin``, else
+    "inconclusive" (0.005 = the
+    size of a ROC-AUC standard error on ~3,500 test rows, see docs/stability.md).
+    ``dominance_gap``: one unimodal model "clearly dominates" the other when ahead by more than this.
+    ``collapse_tolerance``: a removal that moves ROC-AUC by less than this (or the seed std, if
+    larger) leaves the model unchanged. ``drop_level``: the per-sample drop fraction shown in
+    the robustness tables. ``proxy_auc``: a single column whose validation ROC-AUC reaches this
+    is flagged as a near-proxy of the label.
+    """
+
+    margin: float = 0.005
+    dominance_gap: float = 0.01
+    collapse_tolerance: float = 0.001
+    drop_level: float = 0.5
+    proxy_auc: float = 0.95
+
+
+@dataclass
+class RayConfig:
+    """The Ray executor (``train.executor = "ray"``, ``executors.RayPool``). ``address``: ``""`` starts a
+    local Ray with ``num_cpus`` CPUs (0 = every core), ``"auto"`` / ``"ray://host:port"`` joins a cluster.
+    A run reserves ``cpus_per_run`` CPUs (= its torch threads); a failed run is retried ``max_retries`` times."""
+
+    address: str = ""
+    num_cpus: int = 0
+    cpus_per_run: float = 1.0
+    max_retries: int = 2
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking (``study.tracking``), off while ``mlflow_uri`` is empty; ``experiment`` "" = the folder's name."""
+
+    mlflow_uri: str = ""
+    experiment: str = ""
+
+
+@dataclass
+class Config:
+    """The whole resolved configuration of one study."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    tabular: TabularConfig = field(default_factory=TabularConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    profile: str = "full"
+    base_dir: str = "."
+
+    def to_dict(self) -> dict:
+        """Plain, JSON-serialisable dict of every section."""
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """Short hash of everything that changes what a trained model is or how it is evaluated
+        (not the seed lists, the report's rules, nor where runs execute or are tracked)."""
+        d = self.to_dict()
+        d["protocol"] = {"version": PROTOCOL_VERSION, "marginal_k": self.study.marginal_k}
+        for how_to_read in ("encoding", "delimiter"):  # read options: the same table either way
+            d["dataset"].pop(how_to_read)
+        if not self.split.column:  # the random split: hashed as before the key existed
+            d["split"].pop("column")
+        if self.text.encoder == "bag":  # the default encoder: hashed as before the key existed
+            d["text"].pop("encoder")
+        d["train"].pop("executor")  # where a run executes does not change the model: hashed as before
+        for what in ("study", "report", "ray", "tracking", "base_dir", "profile"):  # not what a model is
+            d.pop(what)
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _check_type(where: str, default, value):
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(default, bool) and isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+        value = float(value) if ok else value
+    elif isinstance(default, list):
+        ok = isinstance(value, list) and all(
+            isinstance(v, type(default[0])) for v in value) if default else isinstance(value, list)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise ValueError(f"config key {where} must be {type(default).__name__} (like its current value "
+                         f"{default!r}), got {value!r}")
+    return value
+
+
+def apply(cfg: Config, tree: dict, origin: str = "config") -> Config:
+    """Overlay a nested dict (as read from TOML) onto ``cfg`` in place.
+
+    Raises
+    ------
+    ValueError
+        On an unknown section or key (naming it and the file) or a value of the wrong type.
+    """
+    sections = {f.name for f in dataclasses.fields(cfg)}
+    for sec, values in tree.items():
+        if sec not in sections or not isinstance(values, dict):
+            raise ValueError(f"{origin}: unknown config section {sec!r}; "
+                             f"known: {sorted(s for s in sections if s not in ('profile', 'base_dir'))}")
+        target = getattr(cfg, sec)
+        known = {f.name for f in dataclasses.fields(target)}
+        for key, value in values.items():
+            if key not in known:
+                raise ValueError(f"{origin}: unknown config key {sec}.{key}; known: {sorted(known)}")
+            setattr(target, key, _check_type(f"{sec}.{key}", getattr(target, key), value))
+    return cfg
+
+
+def parse_override(text: str) -> dict:
+    """Turn ``"train.lr=0.001"`` into ``{"train": {"lr": 0.001}}`` (value parsed as TOML).
+
+    Raises
+    ------
+    ValueError
+        If the text is not ``section.key=value``.
+    """
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ValueError(f"override {text!r} must look like section.key=value, e.g. train.lr=0.001")
+    path, raw = text.split("=", 1)
+    sec, key = path.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare strings need no quotes on the command line
+    return {sec: {key: value}}
+
+
+def load_config(dataset: str | Path = "clothing", profile: str = "full",
+                overrides: list[str] | None = None) -> Config:
+    """Resolve profile file, then dataset file, then overrides into one :class:`Config` (later wins).
+
+    ``dataset`` is a TOML file or a Multimodal-Toolkit folder (:func:`folder_spec`). A dataset
+    whose ``source`` is such a folder uses the folder's files as its split unless ``split.column``
+    names another column.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the dataset or profile file does not exist.
+    ValueError
+        On unknown keys or wrong types (see :func:`apply`).
+    """
+    prof_path = resolve_profile(profile)
+    if Path(dataset).is_file() and Path(dataset).suffix != ".toml":
+        raise ValueError(f"--data {dataset}: expected a TOML spec (or a dataset folder), got a "
+                         f"{Path(dataset).suffix or 'plain'} file; describe the table in a TOML file whose "
+                         "[dataset] source points to it (see README)")
+    dataset = resolve_spec(dataset)
+    profile = str(profile) if prof_path.parent == PROFILES else prof_path.stem
+    cfg = Config(profile=profile, base_dir=str(dataset.resolve().parent))
+    with open(prof_path, "rb") as fh:
+        prof = tomllib.load(fh)
+    if "dataset" in prof or "split" in prof:
+        raise ValueError(f"{prof_path} describes a dataset, not a profile; pass it as --data, and use a "
+                         f"profile without [dataset]/[split] (e.g. full, quick)")
+    # the profile sets the defaults of a run; the dataset file may then override any of them
+    apply(cfg, prof, origin=str(prof_path))
+    if dataset.is_dir():
+        apply(cfg, folder_spec(dataset), origin=str(dataset / "column_info.json"))
+    else:
+        with open(dataset, "rb") as fh:
+            apply(cfg, tomllib.load(fh), origin=str(dataset))
+    for o in overrides or []:
+        apply(cfg, parse_override(o), origin=f"--set {o}")
+    source = Path(cfg.base_dir) / cfg.dataset.source
+    if not cfg.split.column and not cfg.dataset.source.startswith("bundled:") and source.is_dir():
+        cfg.split.column = FOLDER_SPLIT_COLUMN  # a folder's files are its split
+    return validate(cfg)
+
+
+def _require(ok: bool, key: str, rule: str, value) -> None:
+    if not ok:
+        raise ValueError(f"config key {key} {rule}; got {value!r}")
+
+
+def _names(key: str, values: list[str], allowed: tuple[str, ...], empty_ok: bool = False) -> None:
+    _require(empty_ok or bool(values), key, "must not be empty", values)
+    bad = [v for v in values if v not in allowed]
+    _require(not bad, key, f"has unknown name(s) {bad}; allowed: {list(allowed)}", values)
+    _require(len(set(values)) == len(values), key, "lists a name twice", values)
+
+
+def _in_range(key: str, values, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> None:
+    for v in values if isinstance(values, list) else [values]:
+        ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        _require(ok, key, f"must lie in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}", v)
+
+
+def validate(cfg: Config) -> Config:
+    """Check every value of a resolved config before any data work; return it unchanged.
+
+    Raises
+    ------
+    ValueError
+        Naming the key, the rule and the allowed values: unknown model/fusion names, an unknown
+        ``train.schedule``, a level out of range, an empty list where one is required.
+    """
+    st, tr, m = cfg.study, cfg.train, cfg.model
+    _names("study.models", st.models, UNIMODAL_NAMES + FUSION_NAMES)
+    _names("study.moddrop_models", st.moddrop_models, FUSION_NAMES, empty_ok=True)
+    _names("study.imbalance_models", st.imbalance_models, UNIMODAL_NAMES + FUSION_NAMES, empty_ok=True)
+    _require(bool(st.seeds), "study.seeds", "must not be empty", st.seeds)
+    _require(bool(st.imbalance_seeds) or not st.imbalance_models, "study.imbalance_seeds",
+             "must not be empty while study.imbalance_models is set", st.imbalance_seeds)
+    _require(tr.schedule in SCHEDULES, "train.schedule", f"must be one of {list(SCHEDULES)}", tr.schedule)
+    _require(tr.executor in EXECUTORS, "train.executor", f"must be one of {list(EXECUTORS)}", tr.executor)
+    for key, hi in (("num_cpus", 10**6), ("cpus_per_run", 10**6), ("max_retries", 100)):
+        _in_range(f"ray.{key}", getattr(cfg.ray, key), 0, hi, lo_open=key == "cpus_per_run")
+    _require(cfg.text.encoder in TEXT_ENCODERS, "text.encoder", f"must be one of {list(TEXT_ENCODERS)}",
+             cfg.text.encoder)
+    _require(tr.text_optimizer in TEXT_OPTIMIZERS, "train.text_optimizer", f"must be one of {list(TEXT_OPTIMIZERS)}",
+             tr.text_optimizer)
+    _in_range("dataset.subsample", cfg.dataset.subsample, 0, 10**12)
+    _in_range("study.subsample_levels", st.subsample_levels, 0, 1, lo_open=True, hi_open=True)
+    _in_range("study.corrupt_levels", st.corrupt_levels, 0, 1, lo_open=True)
+    _in_range("study.noise_levels", st.noise_levels, 0, 1, lo_open=True)
+    _in_range("study.drop_levels", st.drop_levels, 0, 1, lo_open=True, hi_open=True)
+    _in_range("study.truncate_levels", st.truncate_levels, 1, 10**9)
+    _in_range("study.scaling_dims", st.scaling_dims, 1, 10**6)
+    _in_range("study.moddrop_p", st.moddrop_p, 0, 1, lo_open=True, hi_open=True)
+    _in_range("study.permutations", st.permutations, 1, 1000)
+    _in_range("study.marginal_k", st.marginal_k, 1, 10**5)
+    _in_range("study.bootstrap", st.bootstrap, 50, 10**6)
+    _in_range("split.val", cfg.split.val, 0, 1, lo_open=True, hi_open=True)
+    _in_range("split.test", cfg.split.test, 0, 1, lo_open=True, hi_open=True)
+    _require(cfg.split.val + cfg.split.test < 1, "split.val + split.test", "must be below 1",
+             cfg.split.val + cfg.split.test)
+    for key in ("text_dim", "tab_dim", "tab_hidden", "head_hidden", "lmf_rank", "tfn_dim"):
+        _in_range(f"model.{key}", getattr(m, key), 1, 10**6)
+    for key in ("dropout", "token_dropout", "modality_dropout"):
+        _in_range(f"model.{key}", getattr(m, key), 0, 1, hi_open=True)
+    _in_range("train.lr", tr.lr, 0, 10, lo_open=True)
+    _in_range("train.text_lr", tr.text_lr, 0, 100, lo_open=True)
+    _in_range("train.weight_decay", tr.weight_decay, 0, 10)
+    for key in ("batch_size", "max_epochs", "patience", "threads", "workers"):
+        _in_range(f"train.{key}", getattr(tr, key), 1, 10**6)
+    for key in ("ngram_max", "min_df", "max_features", "max_tokens"):
+        _in_range(f"text.{key}", getattr(cfg.text, key), 1, 10**9)
+    _in_range("tabular.min_count", cfg.tabular.min_count, 1, 10**9)
+    _in_range("tabular.max_emb_dim", cfg.tabular.max_emb_dim, 1, 10**6)
+    rp = cfg.report
+    _in_range("report.margin", rp.margin, 0, 1)
+    _in_range("report.dominance_gap", rp.dominance_gap, 0, 1)
+    _in_range("report.collapse_tolerance", rp.collapse_tolerance, 0, 1)
+    _in_range("report.proxy_auc", rp.proxy_auc, 0.5, 1)
+    _require(rp.drop_level in st.drop_levels, "report.drop_level", f"must be one of study.drop_levels "
+             f"{st.drop_levels} (the level shown in the robustness tables)", rp.drop_level)
+    _require(bool(cfg.dataset.label), "dataset.label", "must name the label column", cfg.dataset.label)
+    ds = cfg.dataset
+    _require(cfg.split.column not in [*ds.text, *ds.categorical, *ds.numeric, ds.label], "split.column",
+             "must not be the label or a feature column", cfg.split.column)
+    return cfg

@@ -1,0 +1,345 @@
+"""The on-disk schema of a study: typed records and the append-only store. Torch-free.
+
+A results folder ``results/<study>/`` holds:
+
+* ``runs.jsonl`` — one :class:`RunRecord` per trained (or fitted, or combined) model;
+* ``evals.jsonl`` — one :class:`EvalRecord` per model x seed x perturbation x severity x subset;
+* ``predictions.jsonl`` — one :class:`PredictionRecord` (val/test probabilities) per run;
+* ``failures.jsonl`` — one :class:`FailureRecord` per run that raised (a rerun retries it);
+* ``split.json`` (row ids, labels, data statistics) and ``study.json`` (wall seconds, cores).
+
+What a run *is* lives in explicit fields — ``kind``, ``modalities``, ``fusion``, ``training`` —
+never in its name. A record is appended (and fsynced) the moment its run finishes; a line torn by
+an interrupted write is skipped on read and never swallows the next record. Files written before
+these fields existed are migrated on read (:func:`_migrate_run`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+KINDS = ("unimodal", "fusion", "reference", "ensemble")
+REGIMES = ("plain", "moddrop", "weakened")
+
+
+@dataclass(frozen=True)
+class Training:
+    """How a model was trained: ``regime`` ``plain`` / ``moddrop`` (modality dropout with
+    probability ``moddrop_p``) / ``weakened`` (Part 5: ``weaken = (kind, modality, level)`` with
+    kind ``subsample`` / ``corrupt`` / ``truncate``)."""
+
+    regime: str = "plain"
+    moddrop_p: float = 0.0
+    weaken: tuple = ()
+
+    def __post_init__(self):
+        if self.regime not in REGIMES:
+            raise ValueError(f"training regime {self.regime!r} not in {REGIMES}")
+
+    @property
+    def tag(self) -> str:
+        """``""`` unless weakened; else ``"kind:modality:level"`` (e.g. ``subsample:text:0.2``)."""
+        return ":".join(map(str, self.weaken))
+
+    @classmethod
+    def of(cls, moddrop_p: float = 0.0, weaken=()) -> "Training":
+        """The training regime of a run spec."""
+        if weaken:
+            return cls("weakened", moddrop_p, tuple(weaken))
+        return cls("moddrop", moddrop_p) if moddrop_p else cls()
+
+
+@dataclass
+class RunRecord:
+    """One trained model (or fitted reference, or post-hoc ensemble) and everything measured on it.
+
+    ``metrics[split][name]`` for split ``val``/``test``; ``params`` trainable parameters per
+    component (``enc_<modality>``, ``fusion``, ``head``, ``total``; NaN for trees);
+    ``train_seconds`` wall seconds of fitting; ``samples_per_s`` training samples per wall
+    second; ``curves`` per-epoch lists (see ``loop.FitResult``); ``diagnostics`` fusion weight
+    summaries; ``components`` the run keys an ensemble combines.
+    """
+
+    run_key: str
+    study: str
+    model: str
+    kind: str
+    modalities: list[str]
+    fusion: str
+    part: str
+    seed: int
+    config_fp: str
+    config: dict
+    git: str
+    time: str
+    metrics: dict
+    params: dict
+    training: Training = field(default_factory=Training)
+    train_seconds: float = 0.0
+    samples_per_s: float | None = None
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    diverged: bool = False
+    curves: dict = field(default_factory=dict)
+    diagnostics: dict = field(default_factory=dict)
+    estimator: dict = field(default_factory=dict)
+    components: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"record {self.run_key}: kind {self.kind!r} not in {KINDS}")
+        if isinstance(self.training, dict):
+            self.training = Training(**{**self.training, "weaken": tuple(self.training.get("weaken", ()))})
+
+
+@dataclass
+class EvalRecord:
+    """Metrics of one trained model on one (perturbed) copy of the test split.
+
+    ``perturbation`` names the transform (``clean``, ``remove``, ``drop``, a noise family,
+    ``shuffle``), ``modality`` the modality it acts on (``none`` for clean), ``severity`` its
+    level, ``subset`` the rows (``test`` or e.g. ``text_missing``), ``n`` their number.
+    """
+
+    run_key: str
+    model: str
+    seed: int
+    part: str
+    config_fp: str
+    perturbation: str
+    modality: str
+    severity: float
+    subset: str
+    n: int
+    metrics: dict
+    training: Training = field(default_factory=Training)
+
+    def __post_init__(self):
+        if isinstance(self.training, dict):
+            self.training = Training(**{**self.training, "weaken": tuple(self.training.get("weaken", ()))})
+
+
+@dataclass
+class PredictionRecord:
+    """Val/test predictions of a run: positive-class probabilities ``(n,)`` for binary labels,
+    else ``(n, n_classes)`` rows, rounded to 6 decimals."""
+
+    run_key: str
+    val: list
+    test: list
+    perturbed: dict = field(default_factory=dict)  # e.g. "remove:text" -> test predictions with text removed
+
+    @classmethod
+    def of(cls, run_key: str, probas: dict[str, np.ndarray], perturbed: dict[str, np.ndarray] | None = None
+           ) -> "PredictionRecord":
+        """From ``{"val": (n, n_classes), "test": ...}`` probabilities (binary: class 1 only) and
+        optional perturbed test probabilities of the same shape."""
+        stored = lambda p: np.round(positive_or_all(p), 6).tolist()  # noqa: E731
+        return cls(run_key, stored(probas["val"]), stored(probas["test"]),
+                   {k: stored(p) for k, p in (perturbed or {}).items()})
+
+    def proba(self, split: str, n_classes: int) -> np.ndarray:
+        """``(n, n_classes)`` probabilities of ``split`` (``val``, ``test`` or a key of
+        ``perturbed``), renormalised after the rounding."""
+        a = np.asarray(self.perturbed[split] if split in self.perturbed else getattr(self, split), dtype=float)
+        a = np.column_stack([1 - a, a]) if n_classes == 2 and a.ndim == 1 else a
+        return a / a.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class FailureRecord:
+    """A run that raised (after the executor's retries): its key, what it was, the error's type and
+    message, and how many times it was attempted. Not a completed run: a rerun trains it again."""
+
+    run_key: str
+    model: str
+    seed: int
+    part: str
+    config_fp: str
+    error_type: str
+    message: str
+    attempts: int
+    executor: str
+    time: str
+
+
+def positive_or_all(proba: np.ndarray) -> np.ndarray:
+    """The stored form of ``(n, n_classes)`` probabilities: ``(n,)`` of class 1 when binary."""
+    return proba[:, 1] if proba.shape[1] == 2 else proba
+
+
+def to_json(record) -> str:
+    """One JSON line for a record (dataclasses as dicts, tuples as lists)."""
+    return json.dumps(dataclasses.asdict(record))
+
+
+def _kind_of(d: dict) -> str:
+    if d["model"].startswith("ref_"):
+        return "reference"
+    if d["model"] == "late_ensemble":
+        return "ensemble"
+    return "unimodal" if len(d.get("modalities") or []) == 1 else "fusion"
+
+
+def _migrate_run(d: dict) -> dict:
+    """Records written before ``kind``/``training`` existed: derive them once, here."""
+    d = dict(d)
+    if "kind" not in d or d["kind"] == "train":
+        d["kind"] = _kind_of(d)
+    if "training" not in d:
+        d["training"] = dataclasses.asdict(Training.of(d.pop("moddrop", 0.0) or 0.0, d.pop("weaken", None) or ()))
+    for old in ("moddrop", "weaken"):
+        d.pop(old, None)
+    return d
+
+
+def _migrate_eval(d: dict) -> dict:
+    d = dict(d)
+    d.pop("kind", None)
+    if "training" not in d:
+        d["training"] = dataclasses.asdict(Training.of(0.0, d.pop("weaken", None) or ()))
+    d.pop("weaken", None)
+    return d
+
+
+def _fields(cls, d: dict) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+def _ends_torn(path: Path) -> bool:
+    """True if ``path`` is non-empty and its last byte is not a newline."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) != b"\n"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every complete JSON line of ``path`` (a torn line is reported and skipped)."""
+    if not path.is_file():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a run cut off mid-write; keep every complete one
+                log.warning(f"{path}:{i} is not valid JSON (interrupted write?); skipped")
+    return out
+
+
+class RunStore:
+    """Append-only JSON-lines store of run records, their predictions and evaluation records.
+
+    Parameters
+    ----------
+    folder : the study's results folder (created if absent).
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.runs_path = self.folder / "runs.jsonl"
+        self.preds_path = self.folder / "predictions.jsonl"
+        self.evals_path = self.folder / "evals.jsonl"
+        self.failures_path = self.folder / "failures.jsonl"
+
+    def records(self) -> list[RunRecord]:
+        """Every stored run record, oldest first."""
+        return [RunRecord(**_fields(RunRecord, _migrate_run(d))) for d in read_jsonl(self.runs_path)]
+
+    def done_keys(self) -> set[str]:
+        """Run keys already stored (a rerun skips them: resume)."""
+        return {d["run_key"] for d in read_jsonl(self.runs_path)}
+
+    def predictions(self) -> dict[str, PredictionRecord]:
+        """Prediction records by run key (the last one wins)."""
+        return {d["run_key"]: PredictionRecord(**_fields(PredictionRecord, d)) for d in read_jsonl(self.preds_path)}
+
+    def evals(self) -> list[EvalRecord]:
+        """Every stored evaluation record, oldest first."""
+        return [EvalRecord(**_fields(EvalRecord, _migrate_eval(d))) for d in read_jsonl(self.evals_path)]
+
+    def failures(self) -> list[FailureRecord]:
+        """Every stored failure, oldest first (a key that later completed is in :meth:`done_keys` too)."""
+        return [FailureRecord(**_fields(FailureRecord, d)) for d in read_jsonl(self.failures_path)]
+
+    def append(self, record: RunRecord, preds: PredictionRecord | None = None,
+               evals: list[EvalRecord] | None = None) -> None:
+        """Write predictions and evaluations first and the run record last: a stored run record
+        means the run is complete (resume skips it). Each file is flushed and fsynced."""
+        for path, objs in ((self.preds_path, [preds] if preds else []), (self.evals_path, evals or []),
+                           (self.runs_path, [record])):
+            _append_lines(path, objs)
+
+    def fail(self, failure: FailureRecord) -> None:
+        """Store a failed run in ``failures.jsonl`` (flushed and fsynced, like :meth:`append`)."""
+        _append_lines(self.failures_path, [failure])
+
+
+def _append_lines(path: Path, objs: list) -> None:
+    """Append one JSON line per record to ``path``, then flush and fsync."""
+    if objs:
+        torn = _ends_torn(path)  # a line cut off by an interrupted write must not swallow the next
+        with open(path, "a") as fh:
+            fh.write("\n" * torn + "".join(to_json(o) + "\n" for o in objs))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+@dataclass
+class StudyResults:
+    """Everything a report needs from one results folder (records of the current config only)."""
+
+    folder: Path
+    runs: list[RunRecord]
+    evals: list[EvalRecord]
+    preds: dict[str, PredictionRecord]
+    split: dict
+    meta: dict
+    scaling: list[dict] | None = None  # param_scaling.json: fusion-layer parameters per representation size
+    cache: dict = field(default_factory=dict, repr=False)  # memo of derived arrays (bootstrap replicates)
+
+    @property
+    def config(self) -> dict:
+        """The resolved config the runs were trained with (as stored in the records)."""
+        return self.runs[0].config if self.runs else {}
+
+    @property
+    def name(self) -> str:
+        return self.meta["study"]
+
+
+def load_study(folder: Path) -> StudyResults:
+    """Read a results folder: runs of the config fingerprint in ``study.json``, their evaluations
+    (an evaluation stored twice for one run — an interrupted run redone — counts once),
+    predictions, ``split.json``, ``study.json`` and ``param_scaling.json`` if present.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder lacks ``runs.jsonl``, ``split.json`` or ``study.json`` (run the study first).
+    """
+    folder = Path(folder)
+    for name in ("runs.jsonl", "split.json", "study.json"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} not found; run `python train.py` to create it")
+    meta = json.loads((folder / "study.json").read_text())
+    store = RunStore(folder)
+    runs = [r for r in store.records() if r.config_fp == meta["config_fp"]]
+    keys = {r.run_key for r in runs}
+    evals = {(e.run_key, e.perturbation, e.modality, e.severity, e.subset): e for e in store.evals() if e.run_key in keys}
+    scaling = folder / "param_scaling.json"
+    return StudyResults(folder, runs, list(evals.values()), store.predictions(),
+                        json.loads((folder / "split.json").read_text()), meta,
+                        json.loads(scaling.read_text()) if scaling.is_file() else None)

@@ -1,0 +1,283 @@
+"""The postmortem: six questions answered from the stored results of every study.
+
+Numbers and verdicts come from ``analysis.tables`` and ``analysis.verdicts``; the prose is in
+``templates/postmortem.md.j2`` and every data-dependent sentence there is conditional on a
+computed value here.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import chi2
+from sklearn.metrics import cohen_kappa_score
+
+from fusionstudy.analysis.tables import (
+    CLEAN_LEVEL,
+    eval_frame,
+    imbalance_points,
+    scaling_slopes,
+    unimodal,
+    unimodal_name,
+)
+from fusionstudy.analysis.verdicts import (
+    EQUIVALENT,
+    HELPS,
+    HURTS,
+    INCONCLUSIVE,
+    baselines,
+    difference,
+    gains_table,
+    predicted_gain,
+    situation,
+    subset_interval,
+    value,
+)
+from fusionstudy.records import StudyResults, load_study
+from fusionstudy.report.experiments import environment, rules, summary_of
+from fusionstudy.report.figures import figure_forest
+from fusionstudy.report.formats import ci_cell, fmt_d, fmt_int, fmt_iv, fmt_num, md_table
+
+
+def _study_facts(res: StudyResults, s: pd.DataFrame, margin: float) -> dict:
+    """Headline and Q1 facts of one study: best model, early fusion vs the best unimodal model,
+    the best classical fusion vs early fusion, who helps."""
+    ds = res.config["dataset"]
+    about = f"text: {', '.join(ds['text']) or 'none'}; tabular: {', '.join(ds['categorical'] + ds['numeric']) or 'none'}"
+    base, g = baselines(s), gains_table(res, s, margin)
+    out = {"name": res.name, "about": about, "best": s.sort_values("test_roc_auc_mean", ascending=False).iloc[0],
+           "fusion": None, "runner_up": None, "classical": None, "gains": g, "neural": {}, "classical_by": {},
+           "beat_classical": [], "classical_wins": False, "best_fused": None}
+    if "early_concat" in set(s.model) and base["unimodal"]:
+        out["fusion"] = {"vs": base["unimodal"], "d": difference(res, ("early_concat", "test", ""),
+                                                                  (base["unimodal"], "test", ""), margin)}
+        one = s[~s.modalities.str.contains(r"\+", regex=True) & (s.regime == "plain")].sort_values(
+            "val_roc_auc_mean", ascending=False)
+        if len(one) > 1:  # how much the verdict depends on which unimodal model won on validation
+            r1, r2 = one.iloc[0], one.iloc[1]
+            out["runner_up"] = {"name": r2.model, "val_gap": r1.val_roc_auc_mean - r2.val_roc_auc_mean,
+                                "d": difference(res, ("early_concat", "test", ""), (r2.model, "test", ""), margin)}
+    if base["classical"] and "early_concat" in set(s.model):
+        out["classical"] = {"name": base["classical"], "d": difference(res, (base["classical"], "test", ""),
+                                                                        ("early_concat", "test", ""), margin)}
+    if not g.empty:
+        neural, cls = g[g.kind != "reference"], g[g.kind == "reference"]
+        by = lambda d: {v: list(d[d.unimodal_verdict == v].model) for v in (HELPS, EQUIVALENT, INCONCLUSIVE, HURTS)}  # noqa: E731
+        out.update(neural=by(neural), classical_by=by(cls), beat_classical=list(neural[neural.classical_verdict == HELPS].model))
+        fused = s[s.model.isin(g.model)].sort_values("test_roc_auc_mean", ascending=False)
+        out["best_fused"] = fused.model.iloc[0]
+        out["classical_wins"] = fused.kind.iloc[0] == "reference"
+    return out
+
+
+def _q1_table(facts: list[dict], summaries: list[pd.DataFrame], margin: float) -> str:
+    rows = []
+    for f, s in zip(facts, summaries):
+        for r in f["gains"].itertuples():
+            row = s[s.model == r.model].iloc[0]
+            rows.append({"study": f["name"], "fused model": r.model, "kind": r.kind,
+                         "test ROC-AUC [95%]": fmt_iv(row.test_roc_auc_mean, row.test_roc_auc_lo, row.test_roc_auc_hi),
+                         "Δ vs best unimodal": f"{fmt_iv(r.unimodal_diff, r.unimodal_lo, r.unimodal_hi, True, margin)} ({r.vs_unimodal})",
+                         "verdict": r.unimodal_verdict,
+                         "Δ vs best classical fusion": f"{fmt_iv(r.classical_diff, r.classical_lo, r.classical_hi, True, margin)} "
+                                                       f"({r.vs_classical})" if r.vs_classical else "n/a",
+                         "verdict ": r.classical_verdict or "(itself)"})
+    return md_table(pd.DataFrame(rows)) if rows else "No fused model in any study."
+
+
+def _costs(s: pd.DataFrame, vs: str | None) -> dict | None:
+    if vs is None or "early_concat" not in set(s.model):
+        return None
+    u, f = s[s.model == vs].iloc[0], s[s.model == "early_concat"].iloc[0]
+    return {"vs": vs, "ece_uni": u.test_ece_mean, "ece_fused": f.test_ece_mean, "rec_uni": u.test_minority_recall_mean,
+            "rec_fused": f.test_minority_recall_mean, "bal_uni": u.test_balanced_accuracy_mean,
+            "bal_fused": f.test_balanced_accuracy_mean, "params_uni": u.params_total, "params_fused": int(f.params_total),
+            "secs_uni": u.train_seconds_mean, "secs_fused": f.train_seconds_mean}
+
+
+def _q2(res: StudyResults, s: pd.DataFrame, margin: float) -> tuple[str, dict]:
+    fused = s[s.modalities.str.contains(r"\+", regex=True)].sort_values("test_roc_auc_mean", ascending=False)
+    rows, verdicts = [], {}
+    for r in fused.itertuples():
+        d = None if r.model == "early_concat" or "early_concat" not in set(s.model) else \
+            difference(res, (r.model, "test", ""), ("early_concat", "test", ""), margin)
+        verdicts[r.model] = d["verdict"] if d else ""
+        rows.append({"model": r.model, "kind": r.kind, "test ROC-AUC [95%]": fmt_iv(r.test_roc_auc_mean, r.test_roc_auc_lo,
+                                                                                      r.test_roc_auc_hi),
+                     "Δ vs early_concat [95%]": fmt_d(d) if d else "(reference)", "verdict": d["verdict"] if d else "—",
+                     "total params": fmt_int(r.params_total), "seed std": "n/a" if r.seeds < 2 else f"{r.test_roc_auc_std:.4f}",
+                     "train s": f"{r.train_seconds_mean:.1f}"})
+    top = fused.iloc[0] if len(fused) else None
+    return md_table(pd.DataFrame(rows)), {"top": top.model if top is not None else "none",
+                                          "top_kind": top.kind if top is not None else "",
+                                          "by": {x: [m for m, v in verdicts.items() if v == x]
+                                                 for x in (HELPS, EQUIVALENT, INCONCLUSIVE, HURTS)}}
+
+
+def _majority_share(res: StudyResults, model: str, pos_rate: float) -> float:
+    """Share of test rows a fused model assigns to the majority class at 0.5 with the tabular side
+    removed (seed mean; binary labels)."""
+    p = [res.preds[r.run_key].proba("remove:tabular", 2)[:, 1] for r in res.runs
+         if r.model == model and r.training.regime != "weakened" and "remove:tabular" in res.preds[r.run_key].perturbed]
+    return float(np.mean([np.mean((x >= 0.5) == (pos_rate >= 0.5)) for x in p])) if p else float("nan")
+
+
+def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
+    fused = list(s[s.kind == "fusion"].model)
+    if "early_concat" not in fused or not unimodal_name(s, "text") or not unimodal_name(s, "tabular"):
+        return None
+    ev = eval_frame(res.evals, res.runs)
+    ev = ev[(ev.weaken == "") & (ev.subset == "test")]
+    miss = lambda m, mod: ci_cell(ev[(ev.model == m) & (ev.perturbation == "missing") & (ev.modality == mod)].roc_auc)  # noqa: E731
+    rows_missing = np.flatnonzero(np.asarray(res.split.get("text_missing_test", [])))
+    rows = [{"model": m, "clean": fmt_d(value(res, m), False), "text removed": fmt_d(value(res, m, "remove:text"), False),
+             "text missing": miss(m, "text"), "tabular removed": fmt_d(value(res, m, "remove:tabular"), False),
+             "tabular missing": miss(m, "tabular"),
+             "rows without text": fmt_d(subset_interval(res, m, rows_missing), False) if len(rows_missing) else "n/a"}
+            for m in fused]
+    ut, ub = unimodal_name(s, "text"), unimodal_name(s, "tabular")
+    pos_rate = float(np.mean(np.asarray(res.split["y_test"]) == 1))
+    share = {m: _majority_share(res, m, pos_rate) for m in fused}
+    majority = share["early_concat"]
+    acc = float(ev[(ev.model == "early_concat") & (ev.perturbation == "remove") & (ev.modality == "tabular")].accuracy.mean())
+    out = {"table": md_table(pd.DataFrame(rows)), "n_missing": len(rows_missing), "uni_tab": ub, "uni_text": ut,
+           "no_text": value(res, "early_concat", "remove:text"), "no_tab": value(res, "early_concat", "remove:tabular"),
+           "vs_tab": difference(res, ("early_concat", "remove:text", ""), (ub, "test", ""), margin),
+           "vs_text": difference(res, ("early_concat", "remove:tabular", ""), (ut, "test", ""), margin),
+           "majority": majority if majority >= 0.98 else None, "acc": acc, "pos_rate": pos_rate,
+           "also_majority": [m for m, v in share.items() if v >= 0.98 and m != "early_concat"],
+           "moddrop": None, "moddrop_p": res.config["study"]["moddrop_p"]}
+    md = s[(s.regime == "moddrop") & (s.fusion == "early_concat")].model
+    if len(md):
+        m = md.iloc[0]
+        out["moddrop"] = {"model": m, "clean": value(res, m), "no_text": value(res, m, "remove:text"),
+                          "no_tab": value(res, m, "remove:tabular"),
+                          "vs": difference(res, (m, "remove:tabular", ""), ("early_concat", "remove:tabular", ""), margin)}
+    return out
+
+
+def _q4(res: StudyResults, s: pd.DataFrame) -> tuple[str, dict]:
+    s = s[s.kind.isin(["unimodal", "fusion"])]
+    uni, fused = s[s.kind == "unimodal"], s[s.kind == "fusion"]
+    rows = [{"group": name, "models": str(len(g)), "mean seed std": f"{g.test_roc_auc_std.mean():.4f}",
+             "max seed range": f"{g.test_roc_auc_range.max():.4f}", "diverged runs": str(int(g.diverged.sum())),
+             "mean val-loss roughness": fmt_num(g.val_loss_roughness_mean.mean()),
+             "mean epochs to best": f"{g.epochs_to_best_mean.mean():.2f}",
+             "mean train-val gap": f"{g.train_val_gap_mean.mean():.4f}"} for name, g in (("unimodal", uni), ("fused", fused))
+            if len(g)]
+    text_models = set(s[s.modalities.str.contains("text")].model)
+    text_runs = [r for r in res.runs if r.model in text_models and r.training.regime != "weakened" and r.best_epoch]
+    worst = fused.sort_values("test_roc_auc_std", ascending=False).iloc[0] if len(fused) else uni.iloc[0]
+    return md_table(pd.DataFrame(rows)), {
+        "uni_std": uni.test_roc_auc_std.mean(), "fused_std": fused.test_roc_auc_std.mean() if len(fused) else float("nan"),
+        "worst": worst.model, "worst_std": worst.test_roc_auc_std, "diverged": int(s.diverged.sum()), "runs": int(s.seeds.sum()),
+        "text_epochs": float(np.mean([r.best_epoch for r in text_runs])) if text_runs else float("nan"),
+        "tab_epochs": float(unimodal(s, "tabular").epochs_to_best_mean.mean()),
+        "text_overfits": bool(text_runs) and np.mean([r.best_epoch < r.epochs_run for r in text_runs]) >= 0.5,
+        "max_epochs": res.config["train"]["max_epochs"], "seeds": int(uni.seeds.max()),
+        # the 95% chi-square interval of a standard deviation from k seeds, as multiples of it
+        "std_range": [float(np.sqrt((int(uni.seeds.max()) - 1) / chi2.ppf(q, int(uni.seeds.max()) - 1))) for q in (0.975, 0.025)],
+        "at_cap": {r.model: sum(x.best_epoch == res.config["train"]["max_epochs"] for x in res.runs
+                                if x.model == r.model and x.training.regime == "plain")
+                   for r in s.itertuples() if r.epochs_to_best_max == res.config["train"]["max_epochs"]}}
+
+
+def _q5(res: StudyResults, s: pd.DataFrame) -> dict | None:
+    if not res.scaling:
+        return None
+    wide, slopes = scaling_slopes(res.scaling)
+    dmax = int(wide.index.max())
+    trained = s[s.kind == "fusion"]
+    return {"slopes": slopes, "dmin": int(wide.index.min()), "dmax": dmax,
+            "linear": [f for f, v in slopes.items() if v < 1.5], "superlinear": [f for f, v in slopes.items() if v >= 1.5],
+            "at_max": {f: int(wide.loc[dmax, f]) for f in wide.columns},
+            "fusion_share_max": float((trained.params_fusion / trained.params_total).max()) if len(trained) else float("nan"),
+            "text_share": float((trained.params_enc_text / trained.params_total).mean()) if len(trained) else float("nan")}
+
+
+def _situations(res: StudyResults, s: pd.DataFrame) -> list[tuple[str, dict, str, tuple | None]]:
+    """(name, unimodal units, weakening tag, seeds) of every measured situation with early fusion."""
+    ut, ub = unimodal_name(s, "text"), unimodal_name(s, "tabular")
+    if not (ut and ub and "early_concat" in set(s.model)):
+        return []
+    out = [(f"{res.name} (clean)", {"text": (ut, ""), "tabular": (ub, "")}, "", None)]
+    pts = imbalance_points(res)
+    seeds = tuple(sorted({r.seed for r in res.runs if r.training.regime == "weakened"}))
+    if not pts.empty:
+        for (kind, mod, level), g in pts.groupby(["kind", "modality", "level"], sort=False):
+            if level == str(CLEAN_LEVEL[kind]) or "early_concat" not in set(g.model) or \
+                    not ((g.model_kind == "unimodal") & (g.model_modalities == mod)).any():
+                continue
+            other = "tabular" if mod == "text" else "text"
+            tag = f"{kind}:{mod}:{level}"
+            out.append((f"{res.name}: {kind} {mod} = {level}", {mod: ({"text": ut, "tabular": ub}[mod], tag),
+                                                                 other: ({"text": ut, "tabular": ub}[other], "")}, tag, seeds))
+    return out
+
+
+def _q6(studies: list[tuple[StudyResults, pd.DataFrame]], margin: float) -> tuple[str, dict]:
+    """Predicted (validation, before fusing) against measured (test, early fusion trained) in every
+    situation; scored against the constant prediction and with Cohen's kappa."""
+    rows, pred, meas, optimism = [], [], [], []
+    for res, s in studies:
+        for name, uni, tag, seeds in _situations(res, s):
+            m = situation(res, "early_concat", uni, tag, margin, seeds)
+            p = predicted_gain(res, uni, m["seeds"], margin)
+            t = predicted_gain(res, uni, m["seeds"], margin, split="test")
+            pred.append(p["verdict"] == HELPS)
+            meas.append(m["gain"]["verdict"] == HELPS)
+            optimism.append(p["value"] - t["value"])
+            rows.append({"situation": name, "seeds": str(len(m["seeds"])),
+                         "predicted: logit average − better unimodal (val)": f"{fmt_d(p)} {p['verdict']}",
+                         "same estimator on test": fmt_d(t),
+                         "measured: early_concat − stronger unimodal (test)": f"{fmt_d(m['gain'])} {m['gain']['verdict']}",
+                         "match (helps or not)": "yes" if pred[-1] == meas[-1] else "no"})
+    n, pred, meas = len(rows), np.array(pred), np.array(meas)
+    if not n:
+        return "No situation with both unimodal models and early fusion.", {"n": 0}
+    kappa = float(cohen_kappa_score(meas, pred)) if len(set(pred) | set(meas)) > 1 else float("nan")
+    return md_table(pd.DataFrame(rows)), {
+        "hits": int((pred == meas).sum()), "n": n, "rate": float((pred == meas).mean()),
+        "pred_help": int(pred.sum()), "meas_help": int(meas.sum()),
+        "constant": max(int(meas.sum()), n - int(meas.sum())), "constant_says": "helps" if meas.mean() > 0.5 else "does not help",
+        "kappa": kappa, "optimistic": int(np.sum(np.array(optimism) > 0)), "optimism": float(np.mean(optimism))}
+
+
+def _contrast_sentence(facts: dict) -> str:
+    f = facts["fusion"]
+    if f is None:
+        return "no early fusion was trained."
+    return (f"early fusion against the best unimodal model `{f['vs']}` is {fmt_d(f['d'])} — **{f['d']['verdict']}**, "
+            f"and the highest test ROC-AUC is `{facts['best'].model}`'s (a best-on-test statement, descriptive only).")
+
+
+def render_postmortem(folders: list[Path], dest: Path) -> str:
+    """Fill ``templates/postmortem.md.j2`` from the stored results of the studies in ``folders``
+    (the first is the main study; the others are contrasts, e.g. the same data without a proxy)."""
+    studies = [(res, summary_of(res)) for res in (load_study(f) for f in folders)]
+    main, s = studies[0]
+    rl = rules(main)
+    facts = [_study_facts(r, sm, rl["margin"]) for r, sm in studies]
+    auc = main.split["stats"].get("column_auc") or {}
+    proxies = [c for c, v in auc.items() if v >= rl["proxy_auc"]]
+    missing_proxy = [f for (r, _), f in zip(studies[1:], facts[1:])
+                     if proxies and not set(proxies) & set(r.config["dataset"]["numeric"] + r.config["dataset"]["categorical"])]
+    q2_table, q2 = _q2(main, s, rl["margin"])
+    q4_table, q4 = _q4(main, s)
+    q6_table, q6 = _q6(studies, rl["margin"])
+    forest = figure_forest({r.name: sm for r, sm in studies}, main.folder / "figures" / "forest_roc_auc.png")
+    ctx = {"studies": facts, "rules": rl, "n_test": len(main.split["y_test"]), "n_boot": main.config["study"]["bootstrap"],
+           "marginal_k": main.config["study"].get("marginal_k", "K"), "proxies": proxies,
+           "proxy_auc": {c: auc[c] for c in proxies},
+           "contrast": {"name": missing_proxy[0]["name"], "sentence": _contrast_sentence(missing_proxy[0]),
+                        "verdict": missing_proxy[0]["fusion"]["d"]["verdict"] if missing_proxy[0]["fusion"] else None}
+           if missing_proxy else None,
+           "forest_fig": os.path.relpath(forest, dest.parent), "q1_table": _q1_table(facts, [sm for _, sm in studies], rl["margin"]),
+           "costs": _costs(s, baselines(s)["unimodal"]), "q2_table": q2_table, "q2": q2,
+           "q3": _q3(main, s, rl["margin"]), "q4_table": q4_table, "q4": q4, "q5": _q5(main, s),
+           "q6_table": q6_table, "q6": q6, "imb_seeds": len({r.seed for r in main.runs if r.training.regime == "weakened"})}
+    env = environment()
+    env.filters.update(diff0=lambda d: fmt_d(d, False), f1=lambda v: f"{v:.1f}")
+    return env.get_template("postmortem.md.j2").render(ctx)

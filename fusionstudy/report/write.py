@@ -1,0 +1,61 @@
+"""Rebuild every report from stored results, without training.
+
+    fusionstudy report --all                  # experiments.md, postmortem.md, the contrast report
+    fusionstudy report results/clothing       # summary.csv, figures and experiments.md of one study
+
+Nothing here trains or reads the raw dataset, and nothing imports torch: every number comes from
+``runs.jsonl``, ``evals.jsonl``, ``predictions.jsonl``, ``split.json`` and ``study.json`` in a
+results folder (:mod:`fusionstudy.records`), goes through :mod:`fusionstudy.analysis` and is rendered
+by :mod:`fusionstudy.report.experiments` / :mod:`fusionstudy.report.postmortem` into Markdown, so the committed reports regenerate byte for byte.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fusionstudy.records import load_study
+from fusionstudy.report.experiments import render_experiments, summary_of
+from fusionstudy.report.postmortem import render_postmortem
+
+log = logging.getLogger(__name__)
+
+MAIN, CONTRAST = Path("results") / "clothing", Path("results") / "clothing_no_rating"
+
+
+def write_reports(folder: Path, dest: Path | None = None, root: Path = Path(".")) -> Path:
+    """Write ``summary.csv``, figures and ``experiments.md`` for a results folder.
+
+    ``dest`` defaults to the repository's ``experiments.md`` for the default study
+    (``results/clothing``) and to ``<folder>/experiments.md`` otherwise; ``root`` is the repository
+    the report's commands are run from. Returns ``dest``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder holds no study (see ``records.load_study``).
+    ValueError
+        If it holds no run of the study's current config.
+    """
+    folder = Path(folder).resolve()
+    res = load_study(folder)
+    if not res.runs:
+        raise ValueError(f"{folder}: no run records for the current config; nothing to report")
+    s = summary_of(res)
+    s.to_csv(folder / "summary.csv", index=False, float_format="%.6f")
+    if dest is None:
+        dest = root / "experiments.md" if folder == (root / MAIN).resolve() else folder / "experiments.md"
+    dest.write_text(render_experiments(res, folder / "figures", dest.parent, s, root))
+    log.info(f"wrote {folder / 'summary.csv'} and {dest}")
+    return dest
+
+
+def write_all(root: Path = Path(".")) -> None:
+    """Rebuild everything from ``<root>/results``: ``experiments.md`` (default study), the contrast
+    study's ``experiments.md`` and ``postmortem.md``."""
+    main, contrast = root / MAIN, root / CONTRAST
+    write_reports(main, root / "experiments.md", root)
+    if (contrast / "study.json").is_file():
+        write_reports(contrast, contrast / "experiments.md", root)
+    folders = [main] + ([contrast] if (contrast / "study.json").is_file() else [])
+    (root / "postmortem.md").write_text(render_postmortem(folders, root / "postmortem.md"))
+    log.info(f"wrote {root / 'postmortem.md'}")
