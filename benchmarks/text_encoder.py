@@ -1,10 +1,10 @@
 """Benchmark of the text model's training: validation ROC-AUC and log loss, best epoch, seconds
 per epoch and milliseconds per training step of one model under named configurations.
 
-    python bench_text.py                                  # text_only, every variant, seeds 0 1 2
-    python bench_text.py --variants adamw adagrad --seeds 0 1
-    python bench_text.py --model early_concat             # a fusion shares the text encoder
-    python bench_text.py --test                           # also test ROC-AUC: to show, never to choose
+    python benchmarks/text_encoder.py                               # text_only, every variant, seeds 0 1 2
+    python benchmarks/text_encoder.py --variants adamw adagrad --seeds 0 1
+    python benchmarks/text_encoder.py --model early_concat             # a fusion shares the text encoder
+    python benchmarks/text_encoder.py --test                           # also test ROC-AUC: to show, never to choose
 
 Every variant is a list of ``--set``-style overrides of the default config; choices are made on
 the validation split. One torch thread (``--threads``); seeds run in the outer loop so that a busy

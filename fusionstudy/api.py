@@ -51,7 +51,7 @@ def run_study(cfg: Config, data: pd.DataFrame | str | Path | None = None, out: s
     if data is not None and frame is None:
         cfg = replace(cfg, dataset=replace(cfg.dataset, source=str(Path(data).resolve())))
     torch.set_num_threads(cfg.train.threads)
-    folder = _run(cfg, None if out is None else str(out), data=frame)
+    folder = _run(cfg, None if out is None else str(Path(out).resolve()), data=frame)
     if report:
         from fusionstudy.report.write import write_reports
         write_reports(folder)

@@ -16,11 +16,8 @@ from pathlib import Path
 
 from fusionstudy.data.mmtk import FOLDER_SPLIT_COLUMN, folder_spec
 from fusionstudy.locations import PROFILES, resolve_profile, resolve_spec
+from fusionstudy.registry import FUSION_NAMES, MODALITIES, TRAINABLE_NAMES, UNIMODAL_NAMES, model_spec
 
-MODALITIES = ("tabular", "text")  # sorted: the order every per-modality dict is iterated in
-# The fusion strategies a config may name; ``fusion.FUSIONS`` implements exactly these (checked there).
-FUSION_NAMES = ("early_concat", "late_logit_avg", "late_learned", "gmu", "attention", "tfn", "lmf")
-UNIMODAL_NAMES = tuple(f"{m}_only" for m in MODALITIES)
 SCHEDULES = ("constant", "linear")
 # A Multimodal-Toolkit folder (train.csv, val.csv, test.csv, column_info.json): the keys its
 # column_info.json may hold, and the column the loader adds to name the file each row came from.
@@ -35,23 +32,22 @@ PROTOCOL_VERSION = 2
 
 
 def model_parts(name: str, available: tuple[str, ...] = MODALITIES) -> tuple[tuple[str, ...], str]:
-    """The modalities and fusion of a model named in ``study.models``: ``"<modality>_only"`` is a
-    unimodal model (one encoder + the ``early_concat`` head), a fusion name fuses every modality in
-    ``available``. This is the one place a model name is interpreted.
+    """The modalities and fusion of a trainable model (``study.models``), from the registry
+    (:mod:`fusionstudy.registry`): a unimodal model is one encoder + the ``early_concat`` head, a
+    fusion fuses every modality in ``available``.
 
     Raises
     ------
     ValueError
-        If the name is neither, or names a modality the dataset lacks.
+        If the name is not a trainable model, or names a modality the dataset lacks.
     """
-    if name in UNIMODAL_NAMES:
-        mod = name.removesuffix("_only")
-        if mod not in available:
-            raise ValueError(f"model {name!r} needs modality {mod!r}; dataset has {list(available)}")
-        return (mod,), "early_concat"
-    if name in FUSION_NAMES:
-        return tuple(available), name
-    raise ValueError(f"unknown model {name!r}; use one of {list(UNIMODAL_NAMES) + list(FUSION_NAMES)}")
+    spec = model_spec(name)
+    if spec.name not in TRAINABLE_NAMES:
+        raise ValueError(f"unknown model {name!r}; use one of {list(TRAINABLE_NAMES)}")
+    missing = [m for m in spec.reads(available) if m not in available]
+    if missing:
+        raise ValueError(f"model {name!r} needs modality {missing[0]!r}; dataset has {list(available)}")
+    return spec.reads(available), spec.fusion
 
 
 @dataclass

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fusionstudy.registry import MODELS
+
 log = logging.getLogger(__name__)
 
 KINDS = ("unimodal", "fusion", "reference", "ensemble")
@@ -182,10 +184,10 @@ def to_json(record) -> str:
 
 
 def _kind_of(d: dict) -> str:
-    if d["model"].startswith("ref_"):
-        return "reference"
-    if d["model"] == "late_ensemble":
-        return "ensemble"
+    """The kind of an old record: its registry entry's (a ModDrop model's name carries a suffix)."""
+    spec = MODELS.get(d["model"])
+    if spec is not None:
+        return spec.kind
     return "unimodal" if len(d.get("modalities") or []) == 1 else "fusion"
 
 

@@ -89,3 +89,15 @@ def test_weights_are_distributions():
         f(feats)
         w = f.diagnostics[key]
         assert torch.allclose(w.sum(-1), torch.ones(()), atol=1e-6) and (w >= 0).all()
+
+
+def test_registry_names_pair_with_their_classes():
+    from fusionstudy.models import fusion as F
+    from fusionstudy.registry import FUSION_NAMES, MODELS
+    assert list(F.FUSIONS) == list(FUSION_NAMES)
+    assert {n: c.__name__ for n, c in F.FUSIONS.items()} == {
+        "early_concat": "EarlyConcat", "late_logit_avg": "LateLogitAvg", "late_learned": "LateLearned",
+        "gmu": "GMU", "attention": "Attention", "tfn": "TFN", "lmf": "LMF"}
+    assert {n: s.part for n, s in MODELS.items() if s.kind in ("unimodal", "fusion")} == {
+        "tabular_only": "part1", "text_only": "part1", "early_concat": "part2", "late_logit_avg": "part2",
+        "late_learned": "part4", "gmu": "part4", "attention": "part4", "tfn": "part4", "lmf": "part4"}

@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from fusionstudy.config import FUSION_NAMES, load_config
+from fusionstudy.config import load_config
+from fusionstudy.registry import FUSION_NAMES
 
 
 class Fusion(nn.Module):
@@ -197,19 +198,12 @@ class LMF(Fusion):
         return torch.relu(torch.einsum("r,rbh->bh", self.rank_weights, prod) + self.bias)
 
 
-FUSIONS: dict[str, type[Fusion]] = {
-    "early_concat": EarlyConcat,
-    "late_logit_avg": LateLogitAvg,
-    "late_learned": LateLearned,
-    "gmu": GMU,
-    "attention": Attention,
-    "tfn": TFN,
-    "lmf": LMF,
-}
-
-
-if tuple(FUSIONS) != FUSION_NAMES:  # config validates names against FUSION_NAMES at load
-    raise ImportError(f"fusion.FUSIONS {list(FUSIONS)} != config.FUSION_NAMES {list(FUSION_NAMES)}")
+# The names are the registry's (``fusionstudy.registry.FUSION_NAMES``, what configs are checked
+# against at load); this pairs each with its class, in the same order.
+_CLASSES = (EarlyConcat, LateLogitAvg, LateLearned, GMU, Attention, TFN, LMF)
+if len(_CLASSES) != len(FUSION_NAMES):
+    raise ImportError(f"{len(FUSION_NAMES)} fusion names in the registry but {len(_CLASSES)} classes here")
+FUSIONS: dict[str, type[Fusion]] = dict(zip(FUSION_NAMES, _CLASSES))
 
 
 def build_fusion(name: str, dims: dict[str, int], hidden: int, n_outputs: int, *, dropout: float,

@@ -37,13 +37,14 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from fusionstudy.config import UNIMODAL_NAMES, Config, StudyConfig, model_parts
+from fusionstudy.config import Config, StudyConfig, model_parts
 from fusionstudy.data import perturb
 from fusionstudy.data.prepare import Prepared, SplitData, prepare
 from fusionstudy.locations import default_results
 from fusionstudy.metrics import best_f1_threshold, classification_metrics, f1_at_threshold
 from fusionstudy.models.fusion import parameter_scaling
 from fusionstudy.records import EvalRecord, FailureRecord, PredictionRecord, RunRecord, RunStore, Training
+from fusionstudy.registry import MODELS, model_spec
 from fusionstudy.study.executors import RayPool, describe_failure, threads_per_run
 from fusionstudy.study.references import REFERENCES, SEEDED, fit_references, late_average, single_column_auc
 from fusionstudy.study.saving import models_dir, save_preprocessing, save_weights
@@ -53,7 +54,6 @@ from fusionstudy.training.loop import background_rows, fit, make_model, predict
 
 log = logging.getLogger(__name__)
 
-PART_OF = {"text_only": "part1", "tabular_only": "part1", "early_concat": "part2", "late_logit_avg": "part2"}
 SAVED_PARTS = ("part1", "part2", "part4")  # plainly trained models whose weights scoring can load
 
 
@@ -92,8 +92,9 @@ def _spec(name: str, seed: int, part: str, available: tuple[str, ...], training:
 def usable_models(names: list[str], modalities: tuple[str, ...]) -> list[str]:
     """The models of ``names`` the data can feed: unimodal models of a present modality, and
     fusions when there are two modalities (so the default list adapts to a one-modality dataset)."""
-    return [n for n in names if (n.removesuffix("_only") in modalities if n.endswith("_only") and n in UNIMODAL_NAMES
-                                 else len(modalities) > 1)]
+    specs = [model_spec(n) for n in names]  # an unknown name stops here, naming the allowed ones
+    return [s.name for s in specs if (set(s.reads(modalities)) <= set(modalities) if s.kind == "unimodal"
+                                      else len(modalities) > 1)]
 
 
 def check_models(cfg: Config, modalities: tuple[str, ...]) -> None:
@@ -124,7 +125,7 @@ def plan(cfg: Config, modalities: tuple[str, ...] = ("tabular", "text")) -> dict
     that need a modality the dataset lacks are left out; fusions need two modalities.
     """
     st = cfg.study
-    main = [_spec(n, s, PART_OF.get(n, "part4"), modalities) for n in usable_models(st.models, modalities)
+    main = [_spec(n, s, MODELS[n].part, modalities) for n in usable_models(st.models, modalities)
             for s in st.seeds]
     two = len(modalities) == 2
     moddrop = [_spec(n, s, "part3", modalities, Training.of(st.moddrop_p), "_moddrop")
@@ -135,7 +136,7 @@ def plan(cfg: Config, modalities: tuple[str, ...] = ("tabular", "text")) -> dict
     # a unimodal model of the *other* modality is unaffected by the weakening: Parts 1-2 hold it
     # ordered point, seed, model: the models of one (point, seed) share one weakened copy of the data
     part5 = [_spec(n, s, "part5", modalities, Training.of(weaken=w)) for w in grid for s in st.imbalance_seeds
-             for n in st.imbalance_models if two and n not in (f"{o}_only" for o in modalities if o != w[1])]
+             for n in st.imbalance_models if two and MODELS[n].reads(modalities) != tuple(o for o in modalities if o != w[1])]
     return {"main": main, "part3": moddrop, "part5": part5}
 
 
