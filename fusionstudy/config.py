@@ -170,6 +170,12 @@ class StudyConfig:
     """What the protocol runs: models, seeds, bootstrap resamples, ablation and imbalance grids."""
 
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    # Repeated splits: the unit of evidence. Split 0 runs every part with ``seeds``; splits
+    # 1..splits-1 (seed ``split.seed + k``) rerun Parts 1-2 and the references with
+    # ``split_seeds``. Headline intervals pool all of them (analysis.pooled). A predefined split
+    # (``split.column``) is one split whatever this says.
+    splits: int = 10
+    split_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     models: list[str] = field(default_factory=lambda: [
         "text_only", "tabular_only", "early_concat", "late_logit_avg",
         "gmu", "attention", "late_learned", "tfn", "lmf"])
@@ -410,6 +416,9 @@ def validate(cfg: Config) -> Config:
     _names("study.moddrop_models", st.moddrop_models, FUSION_NAMES, empty_ok=True)
     _names("study.imbalance_models", st.imbalance_models, UNIMODAL_NAMES + FUSION_NAMES, empty_ok=True)
     _require(bool(st.seeds), "study.seeds", "must not be empty", st.seeds)
+    _require(1 <= st.splits <= 1000, "study.splits", "must be in [1, 1000]", st.splits)
+    _require(bool(st.split_seeds) or st.splits == 1, "study.split_seeds", "must not be empty while study.splits > 1",
+             st.split_seeds)
     _require(bool(st.imbalance_seeds) or not st.imbalance_models, "study.imbalance_seeds",
              "must not be empty while study.imbalance_models is set", st.imbalance_seeds)
     _require(tr.schedule in SCHEDULES, "train.schedule", f"must be one of {list(SCHEDULES)}", tr.schedule)

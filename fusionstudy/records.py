@@ -29,6 +29,14 @@ from fusionstudy.registry import MODELS
 log = logging.getLogger(__name__)
 
 KINDS = ("unimodal", "fusion", "reference", "ensemble")
+
+
+def run_key(model: str, seed: int, fingerprint: str, split: int = 0, weaken_tag: str = "") -> str:
+    """The unique id of a run (resume skips stored keys): ``model|[split=k|]seed=s|[weaken=...|]cfg=fp``.
+    Split 0 (the study's main split, every part) keeps the key of a one-split study."""
+    sp = f"split={split}|" if split else ""
+    w = f"|weaken={weaken_tag}" if weaken_tag else ""
+    return f"{model}|{sp}seed={seed}{w}|cfg={fingerprint}"
 REGIMES = ("plain", "moddrop", "weakened")
 
 
@@ -67,7 +75,10 @@ class RunRecord:
     component (``enc_<modality>``, ``fusion``, ``head``, ``total``; NaN for trees);
     ``train_seconds`` wall seconds of fitting; ``samples_per_s`` training samples per wall
     second; ``curves`` per-epoch lists (see ``loop.FitResult``); ``diagnostics`` fusion weight
-    summaries; ``components`` the run keys an ensemble combines.
+    summaries; ``components`` the run keys an ensemble combines. ``split`` is the index of the
+    random train/val/test draw it was trained and scored on (0 = the main split, where every part
+    runs; ``1..K-1`` the resplits of Parts 1-2 and the references; records older than repeated
+    splits load as split 0).
     """
 
     run_key: str
@@ -94,6 +105,7 @@ class RunRecord:
     diagnostics: dict = field(default_factory=dict)
     estimator: dict = field(default_factory=dict)
     components: list[str] = field(default_factory=list)
+    split: int = 0
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -301,7 +313,13 @@ def _append_lines(path: Path, objs: list) -> None:
 
 @dataclass
 class StudyResults:
-    """Everything a report needs from one results folder (records of the current config only)."""
+    """Everything a report needs from one results folder (records of the current config only).
+
+    ``runs`` are the runs of the main split (split 0: every part, with the predictions the
+    within-split intervals resample); ``resplits`` the runs of the further random splits
+    (``study.splits``; Parts 1-2 and the references), pooled by :mod:`fusionstudy.analysis.pooled`;
+    ``splits`` the row ids and seed of every split (``splits.json``; empty for older studies).
+    """
 
     folder: Path
     runs: list[RunRecord]
@@ -310,6 +328,8 @@ class StudyResults:
     split: dict
     meta: dict
     scaling: list[dict] | None = None  # param_scaling.json: fusion-layer parameters per representation size
+    resplits: list[RunRecord] = field(default_factory=list)
+    splits: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict, repr=False)  # memo of derived arrays (bootstrap replicates)
 
     @property
@@ -338,10 +358,12 @@ def load_study(folder: Path) -> StudyResults:
             raise FileNotFoundError(f"{folder / name} not found; run `python train.py` to create it")
     meta = json.loads((folder / "study.json").read_text())
     store = RunStore(folder)
-    runs = [r for r in store.records() if r.config_fp == meta["config_fp"]]
+    every = [r for r in store.records() if r.config_fp == meta["config_fp"]]
+    runs, resplits = [r for r in every if r.split == 0], [r for r in every if r.split != 0]
     keys = {r.run_key for r in runs}
     evals = {(e.run_key, e.perturbation, e.modality, e.severity, e.subset): e for e in store.evals() if e.run_key in keys}
-    scaling = folder / "param_scaling.json"
+    scaling, splits = folder / "param_scaling.json", folder / "splits.json"
     return StudyResults(folder, runs, list(evals.values()), store.predictions(),
                         json.loads((folder / "split.json").read_text()), meta,
-                        json.loads(scaling.read_text()) if scaling.is_file() else None)
+                        json.loads(scaling.read_text()) if scaling.is_file() else None, resplits,
+                        json.loads(splits.read_text()) if splits.is_file() else {})

@@ -49,7 +49,7 @@ def synthetic_config(**train) -> Config:
     cfg.train.patience, cfg.train.threads = 3, 1
     for k, v in train.items():
         setattr(cfg.train, k, v)
-    cfg.study.seeds, cfg.study.bootstrap = [0], 50
+    cfg.study.seeds, cfg.study.bootstrap, cfg.study.splits = [0], 50, 1
     return cfg
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -379,8 +379,11 @@ def _join_text(df: pd.DataFrame, cols: list[str]) -> tuple[list[str | None], np.
     return texts, np.array([t is None for t in texts])
 
 
-def prepare(cfg: Config, df: pd.DataFrame | None = None) -> Prepared:
+def prepare(cfg: Config, df: pd.DataFrame | None = None, split_index: int = 0) -> Prepared:
     """Load (unless ``df`` is given), split, fit both pipelines on train, encode all splits.
+
+    ``split_index`` k > 0 draws the k-th further random split (seed ``split.seed + k``) of the same
+    rows (a subsample stays the one of ``split.seed``); its warnings are not logged again.
 
     Besides sizes, ``stats`` holds ``nonfinite`` (``{numeric column: cells treated as missing for
     being +-inf or beyond float32}``, only columns with any), ``class_counts``
@@ -403,7 +406,7 @@ def prepare(cfg: Config, df: pd.DataFrame | None = None) -> Prepared:
     classes = sorted(df[ds.label].unique().tolist())
     y = df[ds.label].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
     ids = (predefined_split(df[cfg.split.column], y, cfg.split, classes) if cfg.split.column
-           else make_split(y, cfg.split, classes))
+           else make_split(y, replace(cfg.split, seed=cfg.split.seed + split_index), classes))
     texts, text_missing = _join_text(df, ds.text) if ds.text else ([None] * len(df), np.ones(len(df), bool))
     embedder = minilm_embedder() if cfg.text.encoder == "minilm" and ds.text else None
     textp, tabp = TextPipeline(cfg.text, embedder), TabularPipeline(cfg.tabular, ds.categorical, ds.numeric)
@@ -431,7 +434,7 @@ def prepare(cfg: Config, df: pd.DataFrame | None = None) -> Prepared:
                                  "encode_seconds": round(embedder.cost([" ".join(t) for t in tokens if t]), 2),
                                  "encoded_now": embedder.encoded_}
     stats["warnings"] = data_warnings(stats, cfg, classes, text_vocabulary=textp.vectorizer_ is not None)
-    for w in stats["warnings"]:
+    for w in stats["warnings"] if split_index == 0 else []:
         log.warning(w)
     return Prepared(splits, textp, tabp, classes, stats, modalities)
 

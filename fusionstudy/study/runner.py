@@ -25,149 +25,33 @@ import logging
 import multiprocessing as mp
 import os
 import resource
-import subprocess
 import time
-from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, as_completed
+from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from fusionstudy.config import Config, StudyConfig, model_parts
+from fusionstudy.config import Config
 from fusionstudy.data import perturb
-from fusionstudy.data.prepare import Prepared, SplitData, prepare
+from fusionstudy.data.prepare import Prepared, prepare
 from fusionstudy.locations import default_results
-from fusionstudy.metrics import best_f1_threshold, classification_metrics, f1_at_threshold
 from fusionstudy.models.fusion import parameter_scaling
-from fusionstudy.records import EvalRecord, FailureRecord, PredictionRecord, RunRecord, RunStore, Training
-from fusionstudy.registry import MODELS, model_spec
+from fusionstudy.records import EvalRecord, FailureRecord, PredictionRecord, RunRecord, RunStore, run_key
+from fusionstudy.study.comparators import References, late_ensemble, reference_runs  # noqa: F401 (re-exported)
 from fusionstudy.study.executors import RayPool, describe_failure, threads_per_run
-from fusionstudy.study.references import REFERENCES, SEEDED, fit_references, late_average, single_column_auc
+from fusionstudy.study.protocol import SAVED_PARTS, RunSpec, check_models, n_splits, plan, resplit_plan, usable_models  # noqa: F401 (re-exported)
+from fusionstudy.study.provenance import CODE, git_hash, make_record  # noqa: F401 (re-exported)
+from fusionstudy.study.references import single_column_auc
 from fusionstudy.study.saving import models_dir, save_preprocessing, save_weights
 from fusionstudy.study.tracking import store_for
 from fusionstudy.training.evaluation import eval_suite, evaluate, fusion_diagnostics
 from fusionstudy.training.loop import background_rows, fit, make_model, predict
 
 log = logging.getLogger(__name__)
-
-SAVED_PARTS = ("part1", "part2", "part4")  # plainly trained models whose weights scoring can load
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One model to train.
-
-    ``model`` is the name in the summary (``text_only``, ``gmu``, ``early_concat_moddrop``...);
-    ``modalities`` and ``fusion`` (a key of ``FUSIONS``) say what it is; ``training`` how it is
-    trained (plain, modality dropout, or a Part 5 weakening).
-    """
-
-    model: str
-    fusion: str
-    modalities: tuple[str, ...]
-    seed: int
-    part: str
-    training: Training = field(default_factory=Training)
-
-    @property
-    def kind(self) -> str:
-        return "unimodal" if len(self.modalities) == 1 else "fusion"
-
-    def key(self, fingerprint: str) -> str:
-        """Unique id of the run under a config fingerprint (used for resume)."""
-        w = "|weaken=" + self.training.tag if self.training.weaken else ""
-        return f"{self.model}|seed={self.seed}{w}|cfg={fingerprint}"
-
-
-def _spec(name: str, seed: int, part: str, available: tuple[str, ...], training: Training = Training(),
-          suffix: str = "") -> RunSpec:
-    modalities, fusion = model_parts(name, available)
-    return RunSpec(name + suffix, fusion, modalities, seed, part, training)
-
-
-def usable_models(names: list[str], modalities: tuple[str, ...]) -> list[str]:
-    """The models of ``names`` the data can feed: unimodal models of a present modality, and
-    fusions when there are two modalities (so the default list adapts to a one-modality dataset)."""
-    specs = [model_spec(n) for n in names]  # an unknown name stops here, naming the allowed ones
-    return [s.name for s in specs if (set(s.reads(modalities)) <= set(modalities) if s.kind == "unimodal"
-                                      else len(modalities) > 1)]
-
-
-def check_models(cfg: Config, modalities: tuple[str, ...]) -> None:
-    """Refuse a model list the data cannot feed; accept the default list on one-modality data
-    with a note (only the unimodal model runs, so the study cannot answer its question).
-
-    Raises
-    ------
-    ValueError
-        If ``study.models`` was set and names a model needing a modality the data lacks (naming it),
-        or if no model at all can run.
-    """
-    dropped = [n for n in cfg.study.models if n not in usable_models([n], modalities)]
-    if not usable_models(cfg.study.models, modalities):
-        raise ValueError(f"study.models {cfg.study.models}: none can run on a dataset with modalities {list(modalities)}")
-    if dropped and cfg.study.models != StudyConfig().models:
-        raise ValueError(f"study.models lists {dropped}, which need{'s' if len(dropped) == 1 else ''} "
-                         f"{'two modalities' if len(modalities) < 2 else 'a modality the data lacks'}; the dataset has "
-                         f"{list(modalities)}")
-    if dropped:
-        log.info(f"note: the dataset has only {list(modalities)}: skipping {dropped}; with one modality the study "
-              "cannot say whether a second one helps")
-
-
-def plan(cfg: Config, modalities: tuple[str, ...] = ("tabular", "text")) -> dict[str, list[RunSpec]]:
-    """Run specs per part: ``main`` (Parts 1, 2, 4), ``part3`` (ModDrop-trained models) and
-    ``part5`` (training-time weakening of each modality, ``imbalance_seeds`` per point). Models
-    that need a modality the dataset lacks are left out; fusions need two modalities.
-    """
-    st = cfg.study
-    main = [_spec(n, s, MODELS[n].part, modalities) for n in usable_models(st.models, modalities)
-            for s in st.seeds]
-    two = len(modalities) == 2
-    moddrop = [_spec(n, s, "part3", modalities, Training.of(st.moddrop_p), "_moddrop")
-               for n in st.moddrop_models for s in st.seeds] if two else []
-    grid = [("subsample", m, f) for m in modalities for f in st.subsample_levels]
-    grid += [("corrupt", m, r) for m in modalities for r in st.corrupt_levels]
-    grid += [("truncate", "text", k) for k in st.truncate_levels if "text" in modalities]
-    # a unimodal model of the *other* modality is unaffected by the weakening: Parts 1-2 hold it
-    # ordered point, seed, model: the models of one (point, seed) share one weakened copy of the data
-    part5 = [_spec(n, s, "part5", modalities, Training.of(weaken=w)) for w in grid for s in st.imbalance_seeds
-             for n in st.imbalance_models if two and MODELS[n].reads(modalities) != tuple(o for o in modalities if o != w[1])]
-    return {"main": main, "part3": moddrop, "part5": part5}
-
-
-def git_hash() -> str:
-    """``git rev-parse HEAD`` of the toolkit (with ``+dirty`` for local changes), or ``unknown``."""
-    try:
-        here = Path(__file__).resolve().parent  # an installed package outside a checkout gives "unknown"
-        h = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
-                           text=True, check=True).stdout.strip()
-        # results/ and the reports are what the study writes, not code: they do not make the code "dirty"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":!/results",
-                                ":!/experiments.md", ":!/postmortem.md"],
-                               cwd=here, capture_output=True, text=True).stdout.strip()
-        return h + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def make_record(cfg: Config, key: str, model: str, kind: str, modalities, fusion: str, part: str, seed: int,
-                probas: dict[str, np.ndarray], splits: dict[str, SplitData], **fields) -> RunRecord:
-    """The one record factory: identity, config, provenance, and val/test metrics of ``probas``."""
-    metrics = {s: classification_metrics(splits[s].y, p) for s, p in probas.items()}
-    if probas["val"].shape[1] == 2:  # F1 at the threshold that maximises F1 on val (never chosen on test)
-        thr = best_f1_threshold(splits["val"].y, probas["val"][:, 1])
-        for s, p in probas.items():
-            metrics[s].update(f1_val_threshold=f1_at_threshold(splits[s].y, p[:, 1], thr), val_threshold=thr)
-    return RunRecord(run_key=key, study=cfg.dataset.name, model=model, kind=kind, modalities=sorted(modalities),
-                     fusion=fusion, part=part, seed=seed, config_fp=cfg.fingerprint(), config=cfg.to_dict(),
-                     git=_WORKER.get("git") or git_hash(),
-                     time=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), metrics=metrics, **fields)
-
 
 def weakened(prep: Prepared, weaken: tuple, seed: int) -> Prepared:
     """``prep`` with a Part 5 weakening ``(kind, modality, level)`` applied: ``subsample`` keeps the
@@ -211,7 +95,7 @@ def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = N
     if save_dir is not None and tr.regime == "plain" and spec.part in SAVED_PARTS:
         save_weights(model, save_dir, spec.model, spec.seed, key)
     rec = make_record(cfg, key, spec.model, spec.kind, spec.modalities, spec.fusion, spec.part, spec.seed, probas,
-                      p.splits, training=tr, params=model.param_counts(),
+                      p.splits, training=tr, split=spec.split, params=model.param_counts(),
                       diagnostics=fusion_diagnostics(model, p.splits["test"]), **asdict(res))
     if suite is None or tr.weaken:
         suite = eval_suite(p, cfg, full=False)
@@ -219,48 +103,6 @@ def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = N
     background = background_rows((p if truncated else prep).splits["train"], cfg.study.marginal_k, spec.seed)
     evals, kept = evaluate(model, suite, spec, key, fp, background)
     return rec, PredictionRecord.of(key, probas, kept), evals
-
-
-def late_ensemble(prep: Prepared, cfg: Config, store: RunStore, seed: int) -> tuple[RunRecord, PredictionRecord] | None:
-    """Post-hoc late fusion: the mean of the seed's unimodal models' logits (log-probabilities,
-    then softmax; ``references.late_average``), as the classical ``ref_late_avg`` does.
-
-    No extra training; its parameter count and train seconds are the models' sums. Returns
-    ``None`` unless a plainly trained unimodal run of every modality is stored for this seed.
-    """
-    fp, preds = cfg.fingerprint(), store.predictions()
-    recs = {r.modalities[0]: r for r in store.records() if r.config_fp == fp and r.seed == seed
-            and r.kind == "unimodal" and r.training.regime == "plain" and r.run_key in preds}
-    if len(prep.modalities) < 2 or any(m not in recs for m in prep.modalities):
-        return None
-    comps = [recs[m] for m in prep.modalities]
-    key = f"late_ensemble|seed={seed}|cfg={fp}"
-    n_cls = len(prep.classes)
-    probas = {s: late_average([preds[r.run_key].proba(s, n_cls) for r in comps]) for s in ("val", "test")}
-    rec = make_record(cfg, key, "late_ensemble", "ensemble", prep.modalities, "late_ensemble", "part2", seed, probas,
-                      prep.splits, params={"total": sum(r.params["total"] for r in comps)},
-                      train_seconds=sum(r.train_seconds for r in comps), components=[r.run_key for r in comps])
-    return rec, PredictionRecord.of(key, probas)
-
-
-def reference_runs(prep: Prepared, cfg: Config, skip: set[str] = frozenset()) -> list[tuple[RunRecord, PredictionRecord]]:
-    """Classical references on the same split (``study.references``): the unimodal ones and the
-    classical early, late and stacked fusions the data's modalities allow; each one record. The
-    seed-dependent ones (``references.SEEDED``) are fit once per study seed, the others once."""
-    fp, out = cfg.fingerprint(), []
-    for i, seed in enumerate(cfg.study.seeds):
-        names = [n for n in REFERENCES if (i == 0 or n in SEEDED) and f"{n}|seed={seed}|cfg={fp}" not in skip]
-        # one thread: the fits are mostly single-threaded lbfgs, and HistGradientBoosting's OpenMP threads
-        # spin-wait to a crawl when another process holds a core (seen: 285 s instead of 18 s under load)
-        with threadpool_limits(1):
-            refs = fit_references(prep, names, seed=seed) if names else []
-        for ref in refs:
-            key = f"{ref.name}|seed={seed}|cfg={fp}"
-            rec = make_record(cfg, key, ref.name, "reference", ref.modalities, ref.fusion, "reference", seed,
-                              ref.proba, prep.splits, params={"total": ref.params}, train_seconds=ref.seconds,
-                              estimator=ref.estimator)
-            out.append((rec, PredictionRecord.of(key, ref.proba)))
-    return out
 
 
 def write_split(prep: Prepared, folder: Path) -> None:
@@ -290,6 +132,7 @@ def _init_worker(prep: Prepared, cfg: Config, suite: list, threads: int, git: st
     torch.set_num_threads(threads)
     threadpool_limits(threads)  # numpy/scipy/OpenMP pools too: two workers x two threads oversubscribe 2 cores
     _WORKER.update(prep=prep, cfg=cfg, suite=suite, git=git, models=models)
+    CODE["git"] = git
 
 
 def _worker_run(spec: RunSpec) -> tuple[tuple, tuple[int, float]]:
@@ -361,34 +204,65 @@ def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, fp: str, pe
             bar.update()
 
 
-class _References:
-    """The classical references of a study (:func:`reference_runs`), fit in a driver thread when
-    ``background`` (else on :meth:`store_into`); :meth:`store_into` waits for them, appends them
-    to the store (the driver stays its single writer) and sets ``secs["reference"]`` (their own
-    fit seconds, which overlap Parts 1, 2, 4 when in the background)."""
+def _open_pool(cfg: Config, prep: Prepared, suite: list, code: str, models: Path | None, n_todo: int):
+    """``(pool, workers, torch threads per worker)`` for ``n_todo`` runs on ``prep``: a Ray pool, a
+    pool of spawned processes, or ``None`` (train in this process, set up here)."""
+    workers = max(1, min(cfg.train.workers, n_todo))
+    threads = max(1, cfg.train.threads // workers)
+    if cfg.train.executor == "ray" and n_todo:  # as many runs at once as the cluster's CPUs allow
+        threads = threads_per_run(cfg.ray)
+        pool = RayPool(cfg.ray, _init_worker, (prep, cfg, suite, threads, code, models))
+        return pool, pool.workers, threads
+    pool = None if workers == 1 else ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+        initargs=(prep, cfg, suite, threads, code, models))
+    if pool is None:
+        _init_worker(prep, cfg, suite, cfg.train.threads, code, models)
+    return pool, workers, threads
 
-    def __init__(self, prep: Prepared, cfg: Config, done: set[str], background: bool):
-        self._args, self._stored = (prep, cfg, done), False
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="references") if background and cfg.study.references else None
-        self._future = self._pool.submit(self._fit) if self._pool else None
 
-    def _fit(self) -> tuple[list, float]:
-        prep, cfg, done = self._args
-        t0 = time.perf_counter()
-        out = reference_runs(prep, cfg, skip=done) if cfg.study.references else []
-        return out, time.perf_counter() - t0
+def _train_resplit(cfg: Config, prep: Prepared, split: int, store: RunStore, code: str, peaks: dict) -> list[str]:
+    """Train, store and return the keys of split ``split``'s missing runs: the Parts 1-2 models
+    (:func:`resplit_plan`), the references (in a driver thread) and the post-hoc late ensembles."""
+    fp, done = cfg.fingerprint(), store.done_keys()
+    todo = [sp for sp in resplit_plan(cfg, prep.modalities, split) if sp.key(fp) not in done]
+    pool, _, _ = _open_pool(cfg, prep, [], code, None, len(todo))
+    refs = References(prep, cfg, done, background=pool is not None, split=split)
+    try:
+        _execute(todo, store, pool, f"split {split + 1} of {n_splits(cfg)}", fp, peaks)
+        refs.store_into(store, {})
+        for seed in cfg.study.split_seeds:
+            made = None if run_key("late_ensemble", seed, fp, split) in done else late_ensemble(prep, cfg, store, seed, split)
+            if made:
+                store.append(*made)
+    finally:
+        refs.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return [sp.key(fp) for sp in todo]
 
-    def store_into(self, store: RunStore, secs: dict) -> None:
-        if self._stored:
-            return
-        out, secs["reference"] = self._future.result() if self._future else self._fit()
-        for rec, preds in out:
-            store.append(rec, preds)
-        self._stored = True
 
-    def close(self) -> None:
-        if self._pool:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+def _split_ids(prep: Prepared, seed: int) -> dict:
+    """A split's seed and its val/test row ids (train = the other rows), as ``splits.json`` keeps them."""
+    return {"seed": seed, **{f"{s}_ids": prep.splits[s].row_ids.tolist() for s in ("val", "test")}}
+
+
+def _run_resplits(cfg: Config, data: pd.DataFrame | None, store: RunStore, code: str, peaks: dict,
+                  folder: Path, split0: dict) -> tuple[int, int, set[str]]:
+    """Splits 1..K-1 (:func:`n_splits`), one after another; ``splits.json`` gets every split's seed
+    and val/test row ids (``split0``: the main split's). Returns ``(runs planned, runs attempted
+    now, keys that failed)``."""
+    planned, attempted, failed = 0, 0, set()
+    info = {"0": split0}
+    for k in range(1, n_splits(cfg)):
+        prep = prepare(cfg, data, split_index=k)
+        info[str(k)] = _split_ids(prep, cfg.split.seed + k)
+        planned += len(resplit_plan(cfg, prep.modalities, k))
+        keys = _train_resplit(cfg, prep, k, store, code, peaks)
+        attempted += len(keys)
+        failed |= set(keys) - store.done_keys()
+    (folder / "splits.json").write_text(json.dumps(info))
+    return planned, attempted, failed
 
 
 def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = None) -> Path:
@@ -404,7 +278,7 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
     folder, fp = results_dir(cfg, out), cfg.fingerprint()
     t_start = time.perf_counter()
     code = git_hash()  # the code the study starts with, recorded in every record it writes
-    _WORKER["git"] = code
+    _WORKER["git"] = CODE["git"] = code
     log.info(f"study {cfg.dataset.name!r} profile {cfg.profile!r} -> {folder}")
     prep = prepare(cfg, data)  # bad data fails here, before any results folder exists
     check_models(cfg, prep.modalities)
@@ -419,21 +293,12 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
     parts = plan(cfg, prep.modalities)
     todo = {k: [sp for sp in v if sp.key(fp) not in done] for k, v in parts.items()}
     n_all, n_todo = sum(map(len, parts.values())), sum(map(len, todo.values()))
-    log.info(f"{n_todo} runs to train, {n_all - n_todo} already stored; {cfg.train.workers} worker(s)")
-    workers = max(1, min(cfg.train.workers, n_todo))
-    threads = max(1, cfg.train.threads // workers)
-    if cfg.train.executor == "ray" and n_todo:  # as many runs at once as the cluster's CPUs allow
-        threads = threads_per_run(cfg.ray)
-        pool = RayPool(cfg.ray, _init_worker, (prep, cfg, suite, threads, code, models))
-        workers = pool.workers
-    else:
-        pool = None if workers == 1 else ProcessPoolExecutor(
-            workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(prep, cfg, suite, threads, code, models))
-    if pool is None:
-        _init_worker(prep, cfg, suite, cfg.train.threads, code, models)
+    log.info(f"split 1 of {n_splits(cfg)}: {n_todo} runs to train, {n_all - n_todo} already stored; "
+             f"{cfg.train.workers} worker(s)")
+    pool, workers, threads = _open_pool(cfg, prep, suite, code, models, n_todo)
     # the references are fit by a driver thread while the workers train Parts 1, 2, 4 (the driver
     # only waits on them); in-process training keeps them first, so its thread count never changes
-    refs = _References(prep, cfg, done, background=pool is not None)
+    refs = References(prep, cfg, done, background=pool is not None)
     if pool is None:
         refs.store_into(store, secs)
     peaks: dict[int, float] = {}
@@ -445,22 +310,28 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
             if part == "main":
                 refs.store_into(store, secs)
                 for seed in cfg.study.seeds:
-                    made = None if f"late_ensemble|seed={seed}|cfg={fp}" in done else late_ensemble(prep, cfg, store, seed)
+                    made = None if run_key("late_ensemble", seed, fp) in done else late_ensemble(prep, cfg, store, seed)
                     if made:
                         store.append(*made)
     finally:
         refs.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    modalities, n_classes, split0 = prep.modalities, len(prep.classes), _split_ids(prep, cfg.split.seed)
+    del prep, suite  # the resplits hold one split's data at a time
+    t0 = time.perf_counter()
+    re_planned, re_todo, re_failed = _run_resplits(cfg, data, store, code, peaks, folder, split0)
+    secs["resplits"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if any(sp.kind == "fusion" for sp in parts["main"]):
-        rows = parameter_scaling(cfg.study.scaling_dims, sorted(prep.modalities), cfg.model.head_hidden,
-                                 len(prep.classes), cfg.model.lmf_rank)
+        rows = parameter_scaling(cfg.study.scaling_dims, sorted(modalities), cfg.model.head_hidden,
+                                 n_classes, cfg.model.lmf_rank)
         (folder / "param_scaling.json").write_text(json.dumps(rows) + "\n")
     secs["scaling"] = time.perf_counter() - t0
     wall = time.perf_counter() - t_start
-    failed = {sp.key(fp) for v in todo.values() for sp in v} - store.done_keys()
-    n_todo -= len(failed)
+    failed = ({sp.key(fp) for v in todo.values() for sp in v} - store.done_keys()) | re_failed
+    n_todo += re_todo - len(failed)
+    n_all += re_planned
     meta = {"study": cfg.dataset.name, "profile": cfg.profile, "config_fp": fp, "cores": os.cpu_count(),
             "workers": workers, "torch_threads_per_worker": threads, "wall_seconds": round(wall, 1),
             "runs_trained": n_todo, "runs_planned": n_all,

@@ -1,0 +1,115 @@
+"""The protocol as run specs: which models each part trains, on which split, with which seeds.
+
+Split 0 (the main split) runs every part: Parts 1, 2 and 4 with ``study.seeds``, Part 3's
+ModDrop models, Part 5's weakened models. Splits ``1..study.splits-1`` rerun the Parts 1-2 models
+with ``study.split_seeds`` (and the references, ``study.comparators``), so that the headline
+comparisons pool over random splits (``analysis.pooled``). Model identity comes from
+``fusionstudy.registry``; nothing here parses a name.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from fusionstudy.config import Config, StudyConfig, model_parts
+from fusionstudy.records import Training, run_key
+from fusionstudy.registry import MODELS, model_spec
+
+log = logging.getLogger(__name__)
+
+SAVED_PARTS = ("part1", "part2", "part4")  # plainly trained models whose weights scoring can load
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One model to train.
+
+    ``model`` is the name in the summary (``text_only``, ``gmu``, ``early_concat_moddrop``...);
+    ``modalities`` and ``fusion`` (a key of ``FUSIONS``) say what it is; ``training`` how it is
+    trained (plain, modality dropout, or a Part 5 weakening).
+    """
+
+    model: str
+    fusion: str
+    modalities: tuple[str, ...]
+    seed: int
+    part: str
+    training: Training = field(default_factory=Training)
+    split: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "unimodal" if len(self.modalities) == 1 else "fusion"
+
+    def key(self, fingerprint: str) -> str:
+        """Unique id of the run under a config fingerprint (used for resume; ``records.run_key``)."""
+        return run_key(self.model, self.seed, fingerprint, self.split, self.training.tag)
+
+
+def _spec(name: str, seed: int, part: str, available: tuple[str, ...], training: Training = Training(),
+          suffix: str = "", split: int = 0) -> RunSpec:
+    modalities, fusion = model_parts(name, available)
+    return RunSpec(name + suffix, fusion, modalities, seed, part, training, split)
+
+
+def n_splits(cfg: Config) -> int:
+    """How many random splits the study draws: ``study.splits``, or 1 for a predefined split."""
+    return 1 if cfg.split.column else cfg.study.splits
+
+
+def resplit_plan(cfg: Config, modalities: tuple[str, ...], split: int) -> list[RunSpec]:
+    """The runs of further split ``split`` (>= 1): the Parts 1-2 models of ``study.models`` the data
+    can feed, one per ``study.split_seeds`` seed (the references and ensembles come on top)."""
+    names = [n for n in usable_models(cfg.study.models, modalities) if MODELS[n].part in ("part1", "part2")]
+    return [_spec(n, s, MODELS[n].part, modalities, split=split) for n in names for s in cfg.study.split_seeds]
+
+
+def usable_models(names: list[str], modalities: tuple[str, ...]) -> list[str]:
+    """The models of ``names`` the data can feed: unimodal models of a present modality, and
+    fusions when there are two modalities (so the default list adapts to a one-modality dataset)."""
+    specs = [model_spec(n) for n in names]  # an unknown name stops here, naming the allowed ones
+    return [s.name for s in specs if (set(s.reads(modalities)) <= set(modalities) if s.kind == "unimodal"
+                                      else len(modalities) > 1)]
+
+
+def check_models(cfg: Config, modalities: tuple[str, ...]) -> None:
+    """Refuse a model list the data cannot feed; accept the default list on one-modality data
+    with a note (only the unimodal model runs, so the study cannot answer its question).
+
+    Raises
+    ------
+    ValueError
+        If ``study.models`` was set and names a model needing a modality the data lacks (naming it),
+        or if no model at all can run.
+    """
+    dropped = [n for n in cfg.study.models if n not in usable_models([n], modalities)]
+    if not usable_models(cfg.study.models, modalities):
+        raise ValueError(f"study.models {cfg.study.models}: none can run on a dataset with modalities {list(modalities)}")
+    if dropped and cfg.study.models != StudyConfig().models:
+        raise ValueError(f"study.models lists {dropped}, which need{'s' if len(dropped) == 1 else ''} "
+                         f"{'two modalities' if len(modalities) < 2 else 'a modality the data lacks'}; the dataset has "
+                         f"{list(modalities)}")
+    if dropped:
+        log.info(f"note: the dataset has only {list(modalities)}: skipping {dropped}; with one modality the study "
+              "cannot say whether a second one helps")
+
+
+def plan(cfg: Config, modalities: tuple[str, ...] = ("tabular", "text")) -> dict[str, list[RunSpec]]:
+    """Run specs per part: ``main`` (Parts 1, 2, 4), ``part3`` (ModDrop-trained models) and
+    ``part5`` (training-time weakening of each modality, ``imbalance_seeds`` per point). Models
+    that need a modality the dataset lacks are left out; fusions need two modalities.
+    """
+    st = cfg.study
+    main = [_spec(n, s, MODELS[n].part, modalities) for n in usable_models(st.models, modalities)
+            for s in st.seeds]
+    two = len(modalities) == 2
+    moddrop = [_spec(n, s, "part3", modalities, Training.of(st.moddrop_p), "_moddrop")
+               for n in st.moddrop_models for s in st.seeds] if two else []
+    grid = [("subsample", m, f) for m in modalities for f in st.subsample_levels]
+    grid += [("corrupt", m, r) for m in modalities for r in st.corrupt_levels]
+    grid += [("truncate", "text", k) for k in st.truncate_levels if "text" in modalities]
+    # a unimodal model of the *other* modality is unaffected by the weakening: Parts 1-2 hold it
+    # ordered point, seed, model: the models of one (point, seed) share one weakened copy of the data
+    part5 = [_spec(n, s, "part5", modalities, Training.of(weaken=w)) for w in grid for s in st.imbalance_seeds
+             for n in st.imbalance_models if two and MODELS[n].reads(modalities) != tuple(o for o in modalities if o != w[1])]
+    return {"main": main, "part3": moddrop, "part5": part5}
