@@ -28,7 +28,7 @@ EXECUTORS = ("local", "ray")  # where runs are trained: this machine's processes
 TEXT_ENCODERS = ("bag", "minilm")
 # Bumped when the evaluation protocol changes meaning, so stored runs of the old protocol are not
 # resumed into a new study (2: removal = marginalisation, classical fusion references).
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: removal conditional on the kept modality beside the interventional one
 
 
 def model_parts(name: str, available: tuple[str, ...] = MODALITIES) -> tuple[tuple[str, ...], str]:
@@ -185,6 +185,9 @@ class StudyConfig:
     drop_levels: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 0.75])
     permutations: int = 5
     marginal_k: int = 50  # train rows a removed modality is marginalised over (loop.predict_marginal)
+    # train rows the conditional removal searches for the marginal_k nearest neighbours in the kept
+    # modality's representation (loop.predict_conditional); capped at the train rows
+    conditional_pool: int = 2000
     moddrop_models: list[str] = field(default_factory=lambda: ["early_concat", "gmu"])
     moddrop_p: float = 0.3
     # Part 5: training-time weakening of one modality (clean level reused from Parts 1-2)
@@ -270,7 +273,8 @@ class Config:
         """Short hash of everything that changes what a trained model is or how it is evaluated
         (not the seed lists, the report's rules, nor where runs execute or are tracked)."""
         d = self.to_dict()
-        d["protocol"] = {"version": PROTOCOL_VERSION, "marginal_k": self.study.marginal_k}
+        d["protocol"] = {"version": PROTOCOL_VERSION, "marginal_k": self.study.marginal_k,
+                         "conditional_pool": self.study.conditional_pool}
         for how_to_read in ("encoding", "delimiter"):  # read options: the same table either way
             d["dataset"].pop(how_to_read)
         if not self.split.column:  # the random split: hashed as before the key existed
@@ -439,6 +443,7 @@ def validate(cfg: Config) -> Config:
     _in_range("study.moddrop_p", st.moddrop_p, 0, 1, lo_open=True, hi_open=True)
     _in_range("study.permutations", st.permutations, 1, 1000)
     _in_range("study.marginal_k", st.marginal_k, 1, 10**5)
+    _in_range("study.conditional_pool", st.conditional_pool, st.marginal_k, 10**7)
     _in_range("study.bootstrap", st.bootstrap, 50, 10**6)
     _in_range("split.val", cfg.split.val, 0, 1, lo_open=True, hi_open=True)
     _in_range("split.test", cfg.split.test, 0, 1, lo_open=True, hi_open=True)

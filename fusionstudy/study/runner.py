@@ -100,8 +100,10 @@ def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = N
     if suite is None or tr.weaken:
         suite = eval_suite(p, cfg, full=False)
     truncated = tr.weaken and tr.weaken[0] == "truncate"
-    background = background_rows((p if truncated else prep).splits["train"], cfg.study.marginal_k, spec.seed)
-    evals, kept = evaluate(model, suite, spec, key, fp, background)
+    train = (p if truncated else prep).splits["train"]
+    background = background_rows(train, cfg.study.marginal_k, spec.seed)
+    pool = background_rows(train, min(cfg.study.conditional_pool, len(train)), spec.seed)
+    evals, kept = evaluate(model, suite, spec, key, fp, background, pool)
     return rec, PredictionRecord.of(key, probas, kept), evals
 
 

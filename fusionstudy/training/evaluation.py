@@ -11,7 +11,7 @@ from fusionstudy.data import perturb
 from fusionstudy.data.prepare import Prepared, SplitData
 from fusionstudy.metrics import classification_metrics
 from fusionstudy.records import EvalRecord
-from fusionstudy.training.loop import forward_batches, predict, predict_marginal
+from fusionstudy.training.loop import forward_batches, predict, predict_conditional, predict_marginal
 
 
 def fusion_diagnostics(model, split: SplitData) -> dict:
@@ -35,7 +35,10 @@ def eval_suite(prep: Prepared, cfg: Config, full: bool = True) -> list[tuple[dic
     """Perturbed copies of the test split: ``(description, split, marginal)`` items.
 
     ``marginal = (modality, rows)`` marks a *removal*: the model predicts with that modality
-    marginalised out for ``rows`` (``None`` = all; ``loop.predict_marginal``). ``missing`` feeds
+    marginalised out for ``rows`` (``None`` = all; ``loop.predict_marginal``: *interventional*, a
+    random train row's modality); ``rows = "conditional"`` marks ``remove_conditional``, the
+    modality drawn from train rows that resemble the kept one (``loop.predict_conditional``: the
+    modality *unknown*). ``missing`` feeds
     the model's own missing-input encoding instead (``perturb.remove``). ``full=False`` gives the
     Part 5 suite (clean, remove and missing per modality); ``full=True`` adds per-sample drop
     (marginalised), every noise family at every severity, ``permutations`` shuffles per modality,
@@ -46,6 +49,7 @@ def eval_suite(prep: Prepared, cfg: Config, full: bool = True) -> list[tuple[dic
                                                                "subset": subset}, split, marg)
     suite = [item("clean", "none", 0.0, test)]
     suite += [item("remove", m, 1.0, test, (m, None)) for m in prep.modalities]
+    suite += [item("remove_conditional", m, 1.0, test, (m, "conditional")) for m in prep.modalities]
     suite += [item("missing", m, 1.0, perturb.remove(test, prep, m)) for m in prep.modalities]
     if not full or len(prep.modalities) < 2:
         return suite
@@ -61,17 +65,27 @@ def eval_suite(prep: Prepared, cfg: Config, full: bool = True) -> list[tuple[dic
     return suite
 
 
-STORED_PERTURBATIONS = ("remove",)  # test predictions kept per run, for paired intervals on removals
+# test predictions kept per fused run, for paired intervals on removals
+STORED_PERTURBATIONS = ("remove", "remove_conditional")
 
 
-def evaluate(model, suite: list, spec, key: str, fp: str,
-             background: SplitData) -> tuple[list[EvalRecord], dict[str, np.ndarray]]:
+def _predict_item(model, split: SplitData, marg, background: SplitData, pool: SplitData | None) -> np.ndarray:
+    if marg is None:
+        return predict(model, split)
+    if isinstance(marg[1], str) and marg[1] == "conditional":
+        return predict_conditional(model, split, pool, marg[0], len(background))
+    return predict_marginal(model, split, background, *marg)
+
+
+def evaluate(model, suite: list, spec, key: str, fp: str, background: SplitData,
+             pool: SplitData | None = None) -> tuple[list[EvalRecord], dict[str, np.ndarray]]:
     """One evaluation record per suite item (the identity of ``spec``, a ``study.RunSpec``, + the
     item's description + metrics), and the test probabilities of the :data:`STORED_PERTURBATIONS` items of a fused
-    model, keyed ``"remove:<modality>"``."""
+    model, keyed ``"<perturbation>:<modality>"``. ``background`` (K rows) is what an interventional
+    removal averages over; ``pool`` what a conditional one searches for K neighbours."""
     out, kept = [], {}
     for meta, split, marg in suite:
-        proba = predict(model, split) if marg is None else predict_marginal(model, split, background, *marg)
+        proba = _predict_item(model, split, marg, background, pool)
         out.append(EvalRecord(run_key=key, model=spec.model, seed=spec.seed, part=spec.part, config_fp=fp,
                               n=len(split), metrics=classification_metrics(split.y, proba), training=spec.training,
                               **meta))
