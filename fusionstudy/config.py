@@ -214,6 +214,9 @@ class ReportConfig:
     ``+margin``, "hurts" when below ``-margin``, "equivalent" when inside ``±margin``, else
     "inconclusive" (0.005 = the
     size of a ROC-AUC standard error on ~3,500 test rows, see docs/stability.md).
+    ``primary``: the fused model of the primary contrast (``analysis.pooled``), the only comparison
+    with a bold verdict. ``history``: when the rule was fixed relative to the results (the study also
+    records the commit of the rule's code, ``study.json`` ``rules``).
     ``dominance_gap``: one unimodal model "clearly dominates" the other when ahead by more than this.
     ``collapse_tolerance``: a removal that moves ROC-AUC by less than this (or the seed std, if
     larger) leaves the model unchanged. ``drop_level``: the per-sample drop fraction shown in
@@ -222,6 +225,12 @@ class ReportConfig:
     """
 
     margin: float = 0.005
+    # the primary contrast: this fused model against every unimodal candidate, pooled over splits
+    primary: str = "early_concat"
+    # when the rule was fixed relative to results the team had seen (stored with every record)
+    history: str = ("margin 0.005 chosen on 2026-11-29 after single-split test results had been seen; "
+                    "the pooled rule (every unimodal candidate, Nadeau-Bengio interval over splits) "
+                    "committed on 2026-12-02 before any repeated-split result existed")
     dominance_gap: float = 0.01
     collapse_tolerance: float = 0.001
     drop_level: float = 0.5
@@ -417,6 +426,7 @@ def validate(cfg: Config) -> Config:
     """
     st, tr, m = cfg.study, cfg.train, cfg.model
     _names("study.models", st.models, UNIMODAL_NAMES + FUSION_NAMES)
+    _names("report.primary", [cfg.report.primary], FUSION_NAMES)
     _names("study.moddrop_models", st.moddrop_models, FUSION_NAMES, empty_ok=True)
     _names("study.imbalance_models", st.imbalance_models, UNIMODAL_NAMES + FUSION_NAMES, empty_ok=True)
     _require(bool(st.seeds), "study.seeds", "must not be empty", st.seeds)

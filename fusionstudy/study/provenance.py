@@ -12,6 +12,7 @@ from fusionstudy.data.prepare import SplitData
 from fusionstudy.metrics import best_f1_threshold, classification_metrics, f1_at_threshold
 from fusionstudy.records import RunRecord
 
+RULE_FILES = ("fusionstudy/analysis/pooled.py", "fusionstudy/analysis/verdicts.py", "fusionstudy/config.py")
 CODE: dict = {}  # {"git": hash}: the code a study started with, set once per process by the runner
 
 
@@ -28,6 +29,21 @@ def git_hash() -> str:
         return h + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def rules_record(cfg: Config, started: str) -> dict:
+    """The decision rule a study is judged by and when it was fixed: the ``[report]`` values, the
+    last commit (hash, ISO date) that changed the rule's code (:data:`RULE_FILES`) as git knew it
+    when the study started (``"unknown"`` outside a checkout), and the study's start time."""
+    here = Path(__file__).resolve().parent
+    try:
+        last = subprocess.run(["git", "log", "-1", "--format=%h %cI", "--", *(f":/{f}" for f in RULE_FILES)],
+                              cwd=here, capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        last = []
+    return {"margin": cfg.report.margin, "primary": cfg.report.primary, "history": cfg.report.history,
+            "rule_commit": last[0] if len(last) == 2 else "unknown", "rule_committed": last[1] if len(last) == 2 else "",
+            "study_started": started, "code": CODE.get("git") or git_hash()}
 
 
 def make_record(cfg: Config, key: str, model: str, kind: str, modalities, fusion: str, part: str, seed: int,

@@ -44,7 +44,7 @@ from fusionstudy.records import EvalRecord, FailureRecord, PredictionRecord, Run
 from fusionstudy.study.comparators import References, late_ensemble, reference_runs  # noqa: F401 (re-exported)
 from fusionstudy.study.executors import RayPool, describe_failure, threads_per_run
 from fusionstudy.study.protocol import SAVED_PARTS, RunSpec, check_models, n_splits, plan, resplit_plan, usable_models  # noqa: F401 (re-exported)
-from fusionstudy.study.provenance import CODE, git_hash, make_record  # noqa: F401 (re-exported)
+from fusionstudy.study.provenance import CODE, git_hash, make_record, rules_record  # noqa: F401 (re-exported)
 from fusionstudy.study.references import single_column_auc
 from fusionstudy.study.saving import models_dir, save_preprocessing, save_weights
 from fusionstudy.study.tracking import store_for
@@ -278,7 +278,7 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
     seconds and stores them in ``study.json``.
     """
     folder, fp = results_dir(cfg, out), cfg.fingerprint()
-    t_start = time.perf_counter()
+    t_start, started = time.perf_counter(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     code = git_hash()  # the code the study starts with, recorded in every record it writes
     _WORKER["git"] = CODE["git"] = code
     log.info(f"study {cfg.dataset.name!r} profile {cfg.profile!r} -> {folder}")
@@ -340,7 +340,8 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
             "peak_rss_mb_per_worker": sorted(round(v) for v in peaks.values()), "peak_rss_mb_driver": round(peak_rss_mb()),
             "part_seconds": {k: round(v, 1) for k, v in secs.items()},
             "git": code, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "executor": cfg.train.executor, **({"runs_failed": len(failed)} if failed else {})}
+            "executor": cfg.train.executor, "splits": n_splits(cfg), "rules": rules_record(cfg, started),
+            **({"runs_failed": len(failed)} if failed else {})}
     old = json.loads((folder / "study.json").read_text()) if (folder / "study.json").is_file() else {}
     if old.get("config_fp") not in (None, fp):
         log.warning(f"{folder} held a study of another config ({old['config_fp']}); its runs stay in runs.jsonl, "
