@@ -34,6 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from fusionstudy.analysis.verdicts import EQUIVALENT, HELPS, HURTS, INCONCLUSIVE, rule
+from fusionstudy.metrics import best_f1_threshold
 from fusionstudy.records import StudyResults
 
 POOLED_PARTS = ("part1", "part2", "reference")  # what every split trains
@@ -146,3 +147,26 @@ def k_tradeoff(sd: float, ratio: float, ks=(2, 3, 5, 10, 20, 40)) -> pd.DataFram
     splits stop paying off: past K ~ 10 the half-width shrinks slowly."""
     return pd.DataFrame([{"splits": k, "half_width": float(stats.t.ppf(0.975, k - 1) * sd * np.sqrt(1 / k + ratio))}
                          for k in ks])
+
+
+def decisions_at_val_threshold(res: StudyResults, model: str) -> dict[str, float]:
+    """Seed means of test F1, balanced accuracy and minority-class recall of ``model`` (binary,
+    main split) at the threshold that maximises F1 on its own validation predictions — the
+    decision a user would deploy; 0.5 is arbitrary for a model whose scores are not calibrated
+    to the costs. NaN for multi-class labels or a model without stored predictions."""
+    if len(res.split["classes"]) != 2:
+        return {"f1": float("nan"), "balanced_accuracy": float("nan"), "minority_recall": float("nan")}
+    y_val, y_test = np.asarray(res.split["y_val"]), np.asarray(res.split["y_test"])
+    minority = int(np.argmin(np.bincount(y_test, minlength=2)))
+    out = []
+    for r in res.runs:
+        if r.model != model or r.training.regime != "plain" or r.run_key not in res.preds:
+            continue
+        p = res.preds[r.run_key]
+        pred = (p.proba("test", 2)[:, 1] >= best_f1_threshold(y_val, p.proba("val", 2)[:, 1])).astype(int)
+        tp = np.sum((pred == 1) & (y_test == 1))
+        out.append({"f1": 2 * tp / max(1, np.sum(pred == 1) + np.sum(y_test == 1)),
+                    "balanced_accuracy": np.mean([np.mean(pred[y_test == c] == c) for c in (0, 1)]),
+                    "minority_recall": np.mean(pred[y_test == minority] == minority)})
+    keys = ("f1", "balanced_accuracy", "minority_recall")
+    return {k: float(np.mean([o[k] for o in out])) if out else float("nan") for k in keys}

@@ -186,20 +186,30 @@ def gains_table(res: StudyResults, s: pd.DataFrame, margin: float) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+REMOVALS = ("remove", "remove_conditional")  # interventional, conditional (stored predictions' keys)
+
+
 def removal_table(res: StudyResults, s: pd.DataFrame, fused: list[str], margin: float) -> pd.DataFrame:
-    """Per fused model: test ROC-AUC clean and with each modality removed (marginalised), each
-    with its two-level interval, and 'fused model without modality m' minus the unimodal model
-    of the *other* modality (paired over test rows; the unimodal model's seeds pair with the
-    fused model's), with the rule's verdict: *hurts* = the fused model without m is worse off
-    than a model that never had m."""
+    """Per fused model, the three meanings of "without modality m", each with its two-level
+    interval: *interventional* (``remove:m``, m from random train rows), *conditional*
+    (``remove_conditional:m``, m from the train rows that resemble the kept modality: m unknown)
+    and *retrained* (the unimodal model of the other modality, same split). ``vs_<other>`` is the
+    conditional removal minus the retrained model (paired over test rows; the unimodal model's
+    seeds pair with the fused model's), with the rule's verdict: *hurts* = with m unknown, the
+    fused model is worse off than a model built without m. Models whose records predate the
+    conditional removal compare the interventional one (``vs_<other>["meaning"]``)."""
     rows = []
     uni = {m: s[(s.kind == "unimodal") & (s.regime == "plain") & (s.modalities == m)].model for m in ("text", "tabular")}
     for f in fused:
-        row = {"model": f, **{k: value(res, f, k) for k in ("test", "remove:text", "remove:tabular")}}
+        keys = [f"{r}:{m}" for r in REMOVALS for m in ("text", "tabular")]
+        stored = set(res.preds[runs_of(res, f)[0].run_key].perturbed) if runs_of(res, f) else set()
+        row = {"model": f, "test": value(res, f), **{k: value(res, f, k) for k in keys if k in stored}}
         for removed, other in (("text", "tabular"), ("tabular", "text")):
+            meaning = "remove_conditional" if f"remove_conditional:{removed}" in stored else "remove"
             if len(uni[other]):
-                row[f"vs_{other}"] = {**difference(res, (f, f"remove:{removed}", ""), (uni[other].iloc[0], "test", ""),
-                                                   margin), "other": uni[other].iloc[0]}
+                row[f"retrained:{removed}"] = value(res, uni[other].iloc[0])
+                row[f"vs_{other}"] = {**difference(res, (f, f"{meaning}:{removed}", ""), (uni[other].iloc[0], "test", ""),
+                                                   margin), "other": uni[other].iloc[0], "meaning": meaning}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -215,8 +225,8 @@ def situation(res: StudyResults, fused: str, uni: dict[str, tuple[str, str]], we
 
     Returns the stronger and weaker modality (picked on validation), the fused model's paired
     gain over the stronger unimodal model (*helps* = it adapts), *over-relies* (with the strong
-    modality removed the fused model is measurably below the weak modality's own model: rule
-    *hurts*) and *collapses* (removing the weak modality costs measurably less than the margin:
+    modality unknown — conditional removal — the fused model is measurably below the weak
+    modality's own model: rule *hurts*) and *collapses* (removing the weak modality costs measurably less than the margin:
     the interval of clean minus weak-removed lies below ``margin``), each with its interval.
     """
     common = common_seeds(res, [(fused, weaken)] + list(uni.values()))
@@ -225,7 +235,13 @@ def situation(res: StudyResults, fused: str, uni: dict[str, tuple[str, str]], we
     strong = max(val, key=val.get)
     weak = min(val, key=val.get)
     gain = difference_on(res, (fused, "test", weaken), (*uni[strong][:1], "test", uni[strong][1]), seeds, margin)
-    rely = difference_on(res, (fused, f"remove:{strong}", weaken), (uni[weak][0], "test", uni[weak][1]), seeds, margin)
+    # over-reliance: with the strong modality *unknown* (conditional removal, when stored) the fused
+    # model is measurably below the weak modality's own model; interventional removal would also
+    # fire when the modalities are merely correlated (redundant), where nothing over-relies
+    runs = runs_of(res, fused, weaken)
+    cond = bool(runs) and f"remove_conditional:{strong}" in res.preds[runs[0].run_key].perturbed
+    rely = difference_on(res, (fused, f"{'remove_conditional' if cond else 'remove'}:{strong}", weaken),
+                         (uni[weak][0], "test", uni[weak][1]), seeds, margin)
     use = difference_on(res, (fused, "test", weaken), (fused, f"remove:{weak}", weaken), seeds, margin)
     return {"seeds": seeds, "strong": strong, "weak": weak, "val": val, "gain": gain, "rely": rely, "use": use,
             "adapts": gain["verdict"] == HELPS, "over_relies": rely["verdict"] == HURTS,

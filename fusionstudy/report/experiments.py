@@ -40,6 +40,7 @@ from fusionstudy.report.figures import figure_fusion_weights, figure_scaling, fi
 from fusionstudy.report.formats import bench_cells, fmt_ci, fmt_d, fmt_iv, fmt_num, md_table
 from fusionstudy.report.formats import fmt_int as _int
 from fusionstudy.report.robustness import part3_context, part5_context
+from fusionstudy.report.pooled import pooled_context
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -234,5 +235,5 @@ def render_experiments(res: StudyResults, figdir: Path, relto: Path, s: pd.DataF
            "p4": part4_context(res, s, rl["margin"], figdir, rel), "p3": part3_context(res, s, rl, figdir, rel),
            "p5": part5_context(res, s, rl, figdir, rel),
            "bench_table": md_table(bench_cells(part_table(res.meta, res.runs))),
-           "bench_ratios": baseline_ratios(res.meta)}
+           "bench_ratios": baseline_ratios(res.meta), "pooled": pooled_context(res)}
     return environment().get_template("experiments.md.j2").render(ctx)

@@ -35,10 +35,12 @@ from fusionstudy.analysis.verdicts import (
     subset_interval,
     value,
 )
+from fusionstudy.analysis.pooled import decisions_at_val_threshold, fused_vs_unimodal, split_means
 from fusionstudy.records import StudyResults, load_study
 from fusionstudy.report.experiments import environment, rules, summary_of
 from fusionstudy.report.figures import figure_forest
 from fusionstudy.report.formats import ci_cell, fmt_d, fmt_int, fmt_iv, fmt_num, md_table
+from fusionstudy.report.pooled import primary_facts
 
 
 def _study_facts(res: StudyResults, s: pd.DataFrame, margin: float) -> dict:
@@ -49,7 +51,7 @@ def _study_facts(res: StudyResults, s: pd.DataFrame, margin: float) -> dict:
     base, g = baselines(s), gains_table(res, s, margin)
     out = {"name": res.name, "about": about, "best": s.sort_values("test_roc_auc_mean", ascending=False).iloc[0],
            "fusion": None, "runner_up": None, "classical": None, "gains": g, "neural": {}, "classical_by": {},
-           "beat_classical": [], "classical_wins": False, "best_fused": None}
+           "beat_classical": [], "classical_wins": False, "best_fused": None, "pooled": primary_facts(res)}
     if "early_concat" in set(s.model) and base["unimodal"]:
         out["fusion"] = {"vs": base["unimodal"], "d": difference(res, ("early_concat", "test", ""),
                                                                   (base["unimodal"], "test", ""), margin)}
@@ -72,6 +74,22 @@ def _study_facts(res: StudyResults, s: pd.DataFrame, margin: float) -> dict:
     return out
 
 
+def _q1_pooled(studies: list[tuple[StudyResults, pd.DataFrame]], margin: float) -> str | None:
+    """Every fused model of every study with repeated splits against every unimodal candidate:
+    pooled Δ test ROC-AUC [corrected 95% interval]; estimates, no labels (the primary's is the headline)."""
+    rows = []
+    for res, _ in studies:
+        table = split_means(res)
+        if table.split.nunique() < 2:
+            continue
+        fused = table[table.modalities.str.contains("+", regex=False)]
+        for m in fused.groupby("model").value.mean().sort_values(ascending=False).index:
+            g = fused_vs_unimodal(res, m, margin, table)
+            rows.append({"study": res.name, "fused model": m, "splits": str(table[table.model == m].split.nunique()),
+                         **{f"Δ vs {x['vs']}": fmt_iv(x["value"], x["lo"], x["hi"], True, margin) for x in g["gains"]}})
+    return md_table(pd.DataFrame(rows).fillna("—")) if rows else None
+
+
 def _q1_table(facts: list[dict], summaries: list[pd.DataFrame], margin: float) -> str:
     rows = []
     for f, s in zip(facts, summaries):
@@ -80,20 +98,21 @@ def _q1_table(facts: list[dict], summaries: list[pd.DataFrame], margin: float) -
             rows.append({"study": f["name"], "fused model": r.model, "kind": r.kind,
                          "test ROC-AUC [95%]": fmt_iv(row.test_roc_auc_mean, row.test_roc_auc_lo, row.test_roc_auc_hi),
                          "Δ vs best unimodal": f"{fmt_iv(r.unimodal_diff, r.unimodal_lo, r.unimodal_hi, True, margin)} ({r.vs_unimodal})",
-                         "verdict": r.unimodal_verdict,
                          "Δ vs best classical fusion": f"{fmt_iv(r.classical_diff, r.classical_lo, r.classical_hi, True, margin)} "
-                                                       f"({r.vs_classical})" if r.vs_classical else "n/a",
-                         "verdict ": r.classical_verdict or "(itself)"})
+                                                       f"({r.vs_classical})" if r.vs_classical else "n/a"})
     return md_table(pd.DataFrame(rows)) if rows else "No fused model in any study."
 
 
-def _costs(s: pd.DataFrame, vs: str | None) -> dict | None:
+def _costs(res: StudyResults, s: pd.DataFrame, vs: str | None) -> dict | None:
+    """ECE, decisions at each model's validation-chosen threshold, parameters and train time of
+    ``early_concat`` and the unimodal model ``vs`` (main split, seed means)."""
     if vs is None or "early_concat" not in set(s.model):
         return None
     u, f = s[s.model == vs].iloc[0], s[s.model == "early_concat"].iloc[0]
-    return {"vs": vs, "ece_uni": u.test_ece_mean, "ece_fused": f.test_ece_mean, "rec_uni": u.test_minority_recall_mean,
-            "rec_fused": f.test_minority_recall_mean, "bal_uni": u.test_balanced_accuracy_mean,
-            "bal_fused": f.test_balanced_accuracy_mean, "params_uni": u.params_total, "params_fused": int(f.params_total),
+    du, df = decisions_at_val_threshold(res, vs), decisions_at_val_threshold(res, "early_concat")
+    return {"vs": vs, "ece_uni": u.test_ece_mean, "ece_fused": f.test_ece_mean, "rec_uni": du["minority_recall"],
+            "rec_fused": df["minority_recall"], "bal_uni": du["balanced_accuracy"], "bal_fused": df["balanced_accuracy"],
+            "f1_uni": du["f1"], "f1_fused": df["f1"], "params_uni": u.params_total, "params_fused": int(f.params_total),
             "secs_uni": u.train_seconds_mean, "secs_fused": f.train_seconds_mean}
 
 
@@ -106,7 +125,7 @@ def _q2(res: StudyResults, s: pd.DataFrame, margin: float) -> tuple[str, dict]:
         verdicts[r.model] = d["verdict"] if d else ""
         rows.append({"model": r.model, "kind": r.kind, "test ROC-AUC [95%]": fmt_iv(r.test_roc_auc_mean, r.test_roc_auc_lo,
                                                                                       r.test_roc_auc_hi),
-                     "Δ vs early_concat [95%]": fmt_d(d) if d else "(reference)", "verdict": d["verdict"] if d else "—",
+                     "Δ vs early_concat [95%]": fmt_d(d) if d else "(reference)",
                      "total params": fmt_int(r.params_total), "seed std": "n/a" if r.seeds < 2 else f"{r.test_roc_auc_std:.4f}",
                      "train s": f"{r.train_seconds_mean:.1f}"})
     top = fused.iloc[0] if len(fused) else None
@@ -132,9 +151,15 @@ def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
     ev = ev[(ev.weaken == "") & (ev.subset == "test")]
     miss = lambda m, mod: ci_cell(ev[(ev.model == m) & (ev.perturbation == "missing") & (ev.modality == mod)].roc_auc)  # noqa: E731
     rows_missing = np.flatnonzero(np.asarray(res.split.get("text_missing_test", [])))
-    rows = [{"model": m, "clean": fmt_d(value(res, m), False), "text removed": fmt_d(value(res, m, "remove:text"), False),
-             "text missing": miss(m, "text"), "tabular removed": fmt_d(value(res, m, "remove:tabular"), False),
-             "tabular missing": miss(m, "tabular"),
+    cond = "remove_conditional" if any("remove_conditional:text" in res.preds[r.run_key].perturbed
+                                       for r in res.runs if r.model == "early_concat") else "remove"
+    rows = [{"model": m, "clean": fmt_d(value(res, m), False),
+             "no text: unknown (conditional)": fmt_d(value(res, m, f"{cond}:text"), False),
+             "no text: random row's (interventional)": fmt_d(value(res, m, "remove:text"), False),
+             "text missing (own encoding)": miss(m, "text"),
+             "no tabular: unknown (conditional)": fmt_d(value(res, m, f"{cond}:tabular"), False),
+             "no tabular: random row's (interventional)": fmt_d(value(res, m, "remove:tabular"), False),
+             "tabular missing (own encoding)": miss(m, "tabular"),
              "rows without text": fmt_d(subset_interval(res, m, rows_missing), False) if len(rows_missing) else "n/a"}
             for m in fused]
     ut, ub = unimodal_name(s, "text"), unimodal_name(s, "tabular")
@@ -143,18 +168,19 @@ def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
     majority = share["early_concat"]
     acc = float(ev[(ev.model == "early_concat") & (ev.perturbation == "remove") & (ev.modality == "tabular")].accuracy.mean())
     out = {"table": md_table(pd.DataFrame(rows)), "n_missing": len(rows_missing), "uni_tab": ub, "uni_text": ut,
-           "no_text": value(res, "early_concat", "remove:text"), "no_tab": value(res, "early_concat", "remove:tabular"),
-           "vs_tab": difference(res, ("early_concat", "remove:text", ""), (ub, "test", ""), margin),
-           "vs_text": difference(res, ("early_concat", "remove:tabular", ""), (ut, "test", ""), margin),
+           "conditional": cond == "remove_conditional",
+           "no_text": value(res, "early_concat", f"{cond}:text"), "no_tab": value(res, "early_concat", f"{cond}:tabular"),
+           "no_tab_int": value(res, "early_concat", "remove:tabular"),
+           "vs_tab": difference(res, ("early_concat", f"{cond}:text", ""), (ub, "test", ""), margin),
+           "vs_text": difference(res, ("early_concat", f"{cond}:tabular", ""), (ut, "test", ""), margin),
            "majority": majority if majority >= 0.98 else None, "acc": acc, "pos_rate": pos_rate,
            "also_majority": [m for m, v in share.items() if v >= 0.98 and m != "early_concat"],
            "moddrop": None, "moddrop_p": res.config["study"]["moddrop_p"]}
     md = s[(s.regime == "moddrop") & (s.fusion == "early_concat")].model
-    if len(md):
+    if len(md):  # ModDrop trains on the model's own missing input: judge it there (seed means ± t-interval)
         m = md.iloc[0]
-        out["moddrop"] = {"model": m, "clean": value(res, m), "no_text": value(res, m, "remove:text"),
-                          "no_tab": value(res, m, "remove:tabular"),
-                          "vs": difference(res, (m, "remove:tabular", ""), ("early_concat", "remove:tabular", ""), margin)}
+        out["moddrop"] = {"model": m, "clean": value(res, m), "miss_text": miss(m, "text"), "miss_tab": miss(m, "tabular"),
+                          "plain_miss_text": miss("early_concat", "text"), "plain_miss_tab": miss("early_concat", "tabular")}
     return out
 
 
@@ -275,7 +301,7 @@ def render_postmortem(folders: list[Path], dest: Path) -> str:
                         "verdict": missing_proxy[0]["fusion"]["d"]["verdict"] if missing_proxy[0]["fusion"] else None}
            if missing_proxy else None,
            "forest_fig": os.path.relpath(forest, dest.parent), "q1_table": _q1_table(facts, [sm for _, sm in studies], rl["margin"]),
-           "costs": _costs(s, baselines(s)["unimodal"]), "q2_table": q2_table, "q2": q2,
+           "costs": _costs(main, s, baselines(s)["unimodal"]), "q1_pooled": _q1_pooled(studies, rl["margin"]), "q2_table": q2_table, "q2": q2,
            "q3": _q3(main, s, rl["margin"]), "q4_table": q4_table, "q4": q4, "q5": _q5(main, s),
            "q6_table": q6_table, "q6": q6, "imb_seeds": len({r.seed for r in main.runs if r.training.regime == "weakened"})}
     env = environment()

@@ -62,13 +62,18 @@ def _removal(res: StudyResults, s: pd.DataFrame, ev: pd.DataFrame, fused: list[s
     t = removal_table(res, s, fused, margin)
     uni = {m: unimodal_name(s, m) for m in ("text", "tabular")}
     rows, worse = [], []
+    cell = lambda r, k: fmt_d(r[k], False) if isinstance(r.get(k), dict) else "n/a"  # noqa: E731
     for r in t.to_dict("records"):
-        row = {"model": r["model"], "clean": fmt_d(r["test"], False), "text removed": fmt_d(r["remove:text"], False),
-               "tabular removed": fmt_d(r["remove:tabular"], False)}
+        row = {"model": r["model"], "clean": cell(r, "test")}
+        for removed in ("text", "tabular"):
+            row.update({f"no {removed}: interventional": cell(r, f"remove:{removed}"),
+                        f"no {removed}: conditional": cell(r, f"remove_conditional:{removed}"),
+                        f"no {removed}: retrained": cell(r, f"retrained:{removed}")})
         for removed, other in (("text", "tabular"), ("tabular", "text")):
             d = r.get(f"vs_{other}")
             if isinstance(d, dict):
-                row[f"without {removed} − {uni[other]}"] = f"{fmt_d(d)} {d['verdict']}"
+                row[f"no {removed} ({'conditional' if d['meaning'] == 'remove_conditional' else 'interventional'})"
+                    f" − {uni[other]}"] = f"{fmt_d(d)} {d['verdict']}"
                 worse += [r["model"]] if d["verdict"] == HURTS else []
         row.update({"text missing (encoding)": _missing_mean(ev, r["model"], "text"),
                     "tabular missing (encoding)": _missing_mean(ev, r["model"], "tabular")})
