@@ -110,9 +110,10 @@ def bench_reports(root: Path = Path(".")) -> pd.DataFrame:
     """Wall seconds (this machine, one process) to regenerate every report of ``fusionstudy report
     --all`` from ``root``'s stored results, on a temporary copy (figures and reports not copied).
 
-    Returns one row per document in the order written (``document``, ``seconds``: since the
-    previous document, loading included; ``same_as_root``: the text equals ``root``'s copy) and a
-    ``total`` row (wall seconds of the whole regeneration).
+    Returns one row per document in the order written (``document``, relative to ``root``;
+    ``seconds`` since the previous document, loading included; ``same_as_root``: ``yes`` if the
+    text equals ``root``'s, ``no``, or ``n/a`` if ``root`` has none) and a ``total`` row (wall
+    seconds of the whole regeneration).
 
     Raises
     ------
@@ -132,21 +133,21 @@ def bench_reports(root: Path = Path(".")) -> pd.DataFrame:
         writer.setLevel(logging.INFO)
         try:
             write_all(Path(tmp))
+            total = time.perf_counter() - t0
         finally:
             writer.removeHandler(watch)
             writer.setLevel(level)
-        rows = [{"document": doc, "seconds": round(sec, 1), "same_as_root": _same(Path(tmp), root, doc)}
-                for doc, sec in watch.laps]
-    return pd.DataFrame(rows + [{"document": "total", "seconds": round(time.perf_counter() - t0, 1)}])
+        rows = [{"document": _relative(Path(tmp), doc), "seconds": round(sec, 1)} for doc, sec in watch.laps]
+        for r in rows:
+            new, old = Path(tmp) / r["document"], root / r["document"]
+            r["same_as_root"] = "n/a" if not old.is_file() else "yes" if new.read_text() == old.read_text() else "no"
+    return pd.DataFrame(rows + [{"document": "total", "seconds": round(total, 1), "same_as_root": ""}])
 
 
-def _same(tmp: Path, root: Path, logged: str) -> bool | None:
-    """Does the last document named in a ``wrote`` line equal ``root``'s file of the same path?"""
+def _relative(tmp: Path, logged: str) -> str:
+    """The document of a ``wrote [summary.csv and] DOC`` line, relative to the copy's root."""
     doc = Path(logged.split(" and ")[-1])
-    rel = doc.relative_to(tmp) if doc.is_relative_to(tmp) else doc
-    if rel.is_absolute() or not (tmp / rel).is_file() or not (root / rel).is_file():
-        return None
-    return (tmp / rel).read_text() == (root / rel).read_text()
+    return str(doc.relative_to(tmp)) if doc.is_relative_to(tmp) else str(doc)
 
 
 def bench(data: str = "clothing", profile: str | None = None, overrides: list[str] | None = None,
