@@ -6,6 +6,7 @@ per worker of the study, as ratios to a stored baseline; and the local vs the Ra
     fusionstudy bench --from results/clothing      # print the figures of a stored study (no training)
     fusionstudy bench --from results/clothing --baseline dense-adamw
     fusionstudy bench --executors                  # one small study under the local and the Ray executor
+    fusionstudy bench --report [ROOT]              # seconds to regenerate each report of ROOT/results (a copy)
 
 Timing is wall-clock on this machine (2 CPU cores here); throughput is training samples per second
 of wall time inside ``fit``, averaged over a part's runs; peak memory is each worker process's
@@ -14,12 +15,17 @@ is the ratio to a baseline of ``bench_baselines.json`` (earlier designs' stored 
 figures of the full profile; a ratio < 1 is faster). ``experiments.md`` shows the committed run's
 table. ``--executors`` trains the same small study (:data:`SMALL`, plus any ``--set``) once per
 executor, each in its own temporary folder, and prints the wall seconds of each (the whole study,
-and its training parts alone, which exclude Ray's start) and their ratio.
+and its training parts alone, which exclude Ray's start) and their ratio. ``--report`` times
+``fusionstudy report --all`` (the two-level bootstrap intervals dominate) on a temporary copy of the
+stored results, so nothing committed is rewritten.
 """
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +36,7 @@ from fusionstudy.config import load_config
 from fusionstudy.extras import import_extra
 from fusionstudy.records import load_study
 from fusionstudy.report.formats import bench_cells, md_table
+from fusionstudy.report.write import CONTRAST, MAIN, write_all
 from fusionstudy.study.runner import run_study
 
 
@@ -84,6 +91,63 @@ def compare_executors(data: str, profile: str, overrides: list[str]) -> pd.DataF
     for col in ("wall_s", "train_s"):
         df[f"{col}_ratio"] = (df[col] / df[col].iloc[0]).round(2)
     return df
+
+
+class _Stopwatch(logging.Handler):
+    """Wall seconds between the report writer's ``wrote ...`` log lines: one lap per document."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.start, self.laps = time.perf_counter(), []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now = time.perf_counter()
+        self.laps.append((record.getMessage().removeprefix("wrote "), now - self.start))
+        self.start = now
+
+
+def bench_reports(root: Path = Path(".")) -> pd.DataFrame:
+    """Wall seconds (this machine, one process) to regenerate every report of ``fusionstudy report
+    --all`` from ``root``'s stored results, on a temporary copy (figures and reports not copied).
+
+    Returns one row per document in the order written (``document``, relative to ``root``;
+    ``seconds`` since the previous document, loading included; ``same_as_root``: ``yes`` if the
+    text equals ``root``'s, ``no``, or ``n/a`` if ``root`` has none) and a ``total`` row (wall
+    seconds of the whole regeneration).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``root/results/clothing`` holds no study.
+    """
+    if not (root / MAIN / "study.json").is_file():
+        raise FileNotFoundError(f"{root / MAIN}: no study.json; pass the repository whose results/ to time")
+    with tempfile.TemporaryDirectory() as tmp:
+        for folder in (MAIN, CONTRAST):
+            if (root / folder / "study.json").is_file():
+                shutil.copytree(root / folder, Path(tmp) / folder,
+                                ignore=shutil.ignore_patterns("figures", "*.md", "summary.csv"))
+        watch, writer = _Stopwatch(), logging.getLogger("fusionstudy.report.write")
+        writer.addHandler(watch)
+        level, t0 = writer.level, time.perf_counter()
+        writer.setLevel(logging.INFO)
+        try:
+            write_all(Path(tmp))
+            total = time.perf_counter() - t0
+        finally:
+            writer.removeHandler(watch)
+            writer.setLevel(level)
+        rows = [{"document": _relative(Path(tmp), doc), "seconds": round(sec, 1)} for doc, sec in watch.laps]
+        for r in rows:
+            new, old = Path(tmp) / r["document"], root / r["document"]
+            r["same_as_root"] = "n/a" if not old.is_file() else "yes" if new.read_text() == old.read_text() else "no"
+    return pd.DataFrame(rows + [{"document": "total", "seconds": round(total, 1), "same_as_root": ""}])
+
+
+def _relative(tmp: Path, logged: str) -> str:
+    """The document of a ``wrote [summary.csv and] DOC`` line, relative to the copy's root."""
+    doc = Path(logged.split(" and ")[-1])
+    return str(doc.relative_to(tmp)) if doc.is_relative_to(tmp) else str(doc)
 
 
 def bench(data: str = "clothing", profile: str | None = None, overrides: list[str] | None = None,

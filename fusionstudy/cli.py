@@ -11,6 +11,7 @@
     fusionstudy report --all                          # every report of this folder's results/ (the repository's)
     fusionstudy predict --study results/x --model early_concat --input new.csv --output preds.csv
     fusionstudy bench --from results/clothing         # wall seconds, runs/s, samples/s per part
+    fusionstudy bench --report                        # seconds to regenerate each report (on a copy of results/)
     fusionstudy docs                                  # regenerate the parameter table of docs/fusion.md
     fusionstudy list                                  # bundled profiles and dataset specs
 
@@ -79,8 +80,11 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> None:
-    from fusionstudy.bench import bench
+    from fusionstudy.bench import bench, bench_reports
 
+    if args.report is not None:
+        print(bench_reports(Path(args.report)).to_markdown(index=False))
+        return
     print(bench(args.data, args.profile, args.set, args.folder, args.baseline, args.executors))
 
 
@@ -152,6 +156,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="folder", default=None, help="print a stored study's figures instead of running")
     p.add_argument("--baseline", default="sparse-adagrad", help="a stored baseline's name, or 'none'")
     p.add_argument("--executors", action="store_true", help="time one small study under each executor")
+    p.add_argument("--report", nargs="?", const=".", default=None, metavar="ROOT",
+                   help="time `report --all` on a copy of ROOT/results (default ROOT: here); no training")
     p.set_defaults(func=_bench)
     p = sub.add_parser("docs", help="regenerate the generated parameter table of docs/fusion.md")
     p.add_argument("--docs", default="docs", help="the docs folder (default: ./docs)")

@@ -31,3 +31,8 @@ def test_stored_baselines_are_full_profile_studies_and_unknown_names_are_errors(
     assert all(b["wall_seconds"] == pytest.approx(sum(b["part_seconds"].values()), abs=5.0) for b in known.values())
     with pytest.raises(ValueError, match="unknown baseline 'nope'"):
         bench.report(tmp_path, "nope")
+
+
+def test_bench_reports_needs_stored_results_and_says_where(tmp_path):
+    with pytest.raises(FileNotFoundError, match="results/clothing: no study.json"):
+        bench.bench_reports(tmp_path)

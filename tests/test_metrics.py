@@ -2,6 +2,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy.stats import norm
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
@@ -16,6 +17,7 @@ from fusionstudy.metrics import (
     interval,
     mean_ci,
     per_seed_auc,
+    per_seed_macro_auc,
     per_seed_metric,
     perceptual_score,
     rms_grad_ratio,
@@ -31,9 +33,70 @@ def test_weighted_auc_matches_sklearn_on_resampled_rows_with_ties():
     s = np.round(rng.random(300), 1)  # many ties
     assert weighted_auc(y, s, np.ones((1, 300)))[0] == pytest.approx(roc_auc_score(y, s))
     counts = rng.multinomial(300, np.full(300, 1 / 300), size=4)
-    got = weighted_auc(y, s, counts)
     want = [roc_auc_score(np.repeat(y, c), np.repeat(s, c)) for c in counts]
-    assert np.allclose(got, want)
+    for w in (counts, counts.astype(float), counts.astype(np.int8), np.asfortranarray(counts)):
+        assert np.abs(weighted_auc(y, s, w) - want).max() < 1e-12
+    real = rng.random((3, 300))  # real-valued weights: the weighted Mann-Whitney U, by brute force
+    brute = [sum(r[i] * r[j] * ((s[j] < s[i]) + 0.5 * (s[j] == s[i])) for i in np.flatnonzero(y) for j in np.flatnonzero(1 - y))
+             / (r[y == 1].sum() * r[y == 0].sum()) for r in real]
+    assert np.abs(weighted_auc(y, s, real) - brute).max() < 1e-12
+
+
+def _sparse_weighted_auc(y, score, w):
+    """The pre-issue-20 weighted_auc (one sparse product per class, per resample group sums): the
+    reference the vectorised one must reproduce on the same row counts."""
+    _, group = np.unique(score, return_inverse=True)
+    n, g = len(score), int(group.max()) + 1
+    to_groups = lambda rows: sp.csr_matrix((np.ones(rows.sum()), (np.flatnonzero(rows), group[rows])), shape=(n, g))  # noqa: E731
+    pos, neg = np.asarray(w @ to_groups(y == 1)), np.asarray(w @ to_groups(y == 0))
+    below = np.cumsum(neg, axis=1) - neg
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos * (below + 0.5 * neg)).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+
+
+def test_two_level_interval_of_a_real_sized_test_set_equals_the_previous_code():
+    """3,523 test rows (rounded scores: ties), 5 seeds, 2,000 resamples, as the committed study:
+    the same counts and seed draws give the same replicates (1e-12) and interval endpoints (1e-12)."""
+    rng = np.random.default_rng(7)
+    y, scores = _seeded_scores(rng, 3523, [1.0, 1.2, 1.4, 1.6, 1.8])
+    scores = np.round(1 / (1 + np.exp(-scores)), 6)
+    counts, draws = bootstrap_counts(3523, 2000), seed_draws(5, 2000)
+    obs, reps = per_seed_auc(y, scores, counts)
+    old = np.array([_sparse_weighted_auc(y, s, counts.astype(float)) for s in scores])
+    assert np.abs(reps - old).max() < 1e-12
+    assert np.abs(obs - [roc_auc_score(y, s) for s in scores]).max() < 1e-12
+    new_iv, old_iv = interval(obs.mean(), seed_average(reps, draws)), interval(obs.mean(), seed_average(old, draws))
+    assert np.abs(np.subtract(new_iv, old_iv)).max() < 1e-12
+    assert new_iv[0] < obs.mean() < new_iv[1] and 0.03 < new_iv[1] - new_iv[0] < 0.1  # 0.709 to 0.784
+
+
+def _sklearn_macro_auc(y, p):
+    """The pre-issue-20 multi-class path: sklearn on explicitly resampled rows, NaN if a class is missing."""
+    k = p.shape[1]
+    return float(roc_auc_score(y, p, multi_class="ovr", labels=list(range(k)))) if len(np.unique(y)) == k else np.nan
+
+
+def test_multiclass_macro_auc_equals_sklearn_on_resampled_rows_and_is_nan_without_a_class():
+    rng = np.random.default_rng(8)
+    y = rng.choice(5, 450, p=[0.4, 0.3, 0.2, 0.09, 0.01])  # class 4: ~4 rows, missing from some resamples
+    probas = rng.dirichlet(np.ones(5), size=(2, 450)) + 0.5 * np.eye(5)[y]
+    probas = np.round(probas / probas.sum(axis=2, keepdims=True), 2)  # ties in classes 0-3
+    probas[..., 4] = 1 - probas[..., :4].sum(axis=2)  # rows sum to 1, as sklearn requires
+    counts = bootstrap_counts(450, 60, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        obs, reps = per_seed_macro_auc(y, probas, counts)
+    old_obs, old_reps = per_seed_metric(y, probas, _sklearn_macro_auc, counts)
+    assert np.abs(obs - old_obs).max() < 1e-12 and reps.shape == (2, 60)
+    assert np.array_equal(np.isnan(reps), np.isnan(old_reps)) and 0 < np.isnan(reps[0]).sum() < 60
+    assert np.nanmax(np.abs(reps - old_reps)) < 1e-12
+
+
+def test_bootstrap_counts_are_the_multinomial_draws_in_a_small_column_major_type():
+    c = bootstrap_counts(500, 40, seed=3)
+    want = np.random.default_rng(3).multinomial(500, np.full(500, 1 / 500), size=40)
+    assert np.array_equal(c, want) and c.dtype == np.int8 and c.flags.f_contiguous
+    assert (c.sum(axis=1, dtype=int) == 500).all() and bootstrap_counts(1, 3).tolist() == [[1], [1], [1]]
 
 
 def test_ece_perfectly_calibrated_and_overconfident():
@@ -196,4 +259,5 @@ def test_weighted_auc_is_nan_without_warning_for_a_one_class_weighting():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         auc = metrics.weighted_auc(y, score, w)
-    assert auc[0] == 0.75 and np.isnan(auc[1])
+        one_class = per_seed_auc(np.zeros(4, int), score, w.astype(np.int8))
+    assert auc[0] == 0.75 and np.isnan(auc[1]) and np.isnan(one_class[0]).all() and np.isnan(one_class[1]).all()

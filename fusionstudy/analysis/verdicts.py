@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
-from fusionstudy.metrics import bootstrap_counts, interval, per_seed_auc, per_seed_metric, seed_average, seed_draws
+from fusionstudy.metrics import bootstrap_counts, interval, per_seed_auc, per_seed_macro_auc, seed_average, seed_draws
 from fusionstudy.records import StudyResults
 
 HELPS, HURTS, EQUIVALENT, INCONCLUSIVE = "helps", "hurts", "equivalent", "inconclusive"
@@ -71,8 +70,8 @@ def _per_seed(res: StudyResults, name: tuple, p: np.ndarray, split: str) -> tupl
         y, counts = _labels(res, split), _counts(res, split)
         if p.shape[2] == 2:
             cache[name] = per_seed_auc(y, p[:, :, 1], counts)
-        else:  # multi-class macro one-vs-rest: resampled explicitly (slower)
-            cache[name] = per_seed_metric(y, p, _macro_auc, counts)
+        else:  # multi-class: macro one-vs-rest
+            cache[name] = per_seed_macro_auc(y, p, counts)
     return cache[name]
 
 
@@ -81,12 +80,6 @@ def _counts(res: StudyResults, split: str) -> np.ndarray:
     if ("counts", split) not in res.cache:
         res.cache[("counts", split)] = bootstrap_counts(len(_labels(res, split)), res.config["study"]["bootstrap"], seed=0)
     return res.cache[("counts", split)]
-
-
-def _macro_auc(y: np.ndarray, p: np.ndarray) -> float:
-    """Macro one-vs-rest ROC-AUC; NaN when a resample lacks a class."""
-    k = p.shape[1]
-    return float(roc_auc_score(y, p, multi_class="ovr", labels=list(range(k)))) if len(np.unique(y)) == k else np.nan
 
 
 def term(res: StudyResults, model: str, key: str = "test", weaken: str = "", seeds=None):
