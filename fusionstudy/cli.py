@@ -14,7 +14,8 @@
     fusionstudy docs                                  # regenerate the parameter table of docs/fusion.md
     fusionstudy list                                  # bundled profiles and dataset specs
 
-Errors are one line on stderr: exit code 2 for a usage error, 1 for a data or study error.
+Errors are one line on stderr: exit code 2 for a usage error, 1 for a data or study error (also a
+study in which a planned run failed: its results and report are written, the line says what failed).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, ImportError, Connect
 
 def _run(args: argparse.Namespace) -> None:
     from fusionstudy.api import run_study
+    from fusionstudy.records import failure_note
     from fusionstudy.report.write import write_reports
     from fusionstudy.study.runner import results_dir
     from fusionstudy.study.tracking import default_uri, log_summary
@@ -46,6 +48,9 @@ def _run(args: argparse.Namespace) -> None:
         dest = write_reports(res.folder, root=Path(args.root))
         log_summary(cfg.tracking, res.folder, [dest, res.folder / "summary.csv", res.folder / "study.json",
                                                res.folder / "figures"])
+    failed = failure_note(res.folder)
+    if failed:  # the study and its report are stored; the command still says it did not do everything
+        raise RuntimeError(failed)
 
 
 def _report(args: argparse.Namespace) -> None:

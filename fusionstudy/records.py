@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -320,6 +321,20 @@ class StudyResults:
     @property
     def name(self) -> str:
         return self.meta["study"]
+
+
+def failure_note(folder: Path) -> str:
+    """One line on the runs that failed in the study's last invocation (``study.json``'s
+    ``runs_failed``) and the most common reason, from ``failures.jsonl``; ``""`` if none failed."""
+    meta = json.loads((Path(folder) / "study.json").read_text())
+    if not meta.get("runs_failed"):
+        return ""
+    store = RunStore(folder)
+    done = store.done_keys()
+    fails = {f.run_key: f for f in store.failures() if f.config_fp == meta["config_fp"] and f.run_key not in done}
+    why, n_why = Counter(f"{f.error_type}: {f.message}" for f in fails.values()).most_common(1)[0]
+    return (f"{meta['runs_failed']} of {meta['runs_planned']} planned run(s) failed ({n_why} with {why}); "
+            f"see {store.failures_path}; fix the cause and rerun the same command to retry them")
 
 
 def load_study(folder: Path) -> StudyResults:

@@ -4,9 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fusionstudy import cli
 from fusionstudy.data.prepare import prepare
 from fusionstudy.data.reading import load_frame, validate_frame, validate_rows
 from fusionstudy.metrics import classification_metrics
+from fusionstudy.records import load_study
+from fusionstudy.study import runner
 from fusionstudy.training.loop import fit, make_model, predict
 from tests.conftest import synthetic_config, synthetic_frame
 
@@ -95,3 +98,49 @@ def test_a_duplicated_header_name_is_an_error_in_files_and_frames(tmp_path):
     cfg.dataset.numeric = ["noise"]  # a repeated name the spec does not read is no ambiguity
     df.rename(columns={"b": "x"})[["review", "x", "colour", "x", "noise", "label"]].to_csv(path, index=False)
     assert list(load_frame(cfg.dataset).columns) == ["review", "colour", "noise", "label"]
+
+
+def _spec_file(tmp_path, n: int, seed: int = 1):
+    synthetic_frame(n, seed=seed).to_csv(tmp_path / "t.csv", index=False)
+    spec = tmp_path / "t.toml"
+    spec.write_text('[dataset]\nname = "t"\nsource = "t.csv"\ntext = ["review"]\ncategorical = ["colour"]\n'
+                    'numeric = ["b", "noise"]\nlabel = "label"\n[text]\nmin_df = 1\n[tabular]\nmin_count = 1\n'
+                    '[train]\nworkers = 1\nthreads = 1\nmax_epochs = 2\n'
+                    '[study]\nseeds = [0]\nmodels = ["text_only", "tabular_only", "early_concat", "gmu"]\n'
+                    'moddrop_models = []\nimbalance_models = []\nrobustness = false\nbootstrap = 50\n')
+    return spec
+
+
+def test_a_50_row_first_look_stops_before_training_or_trains_every_listed_model(tmp_path):
+    spec, out = _spec_file(tmp_path, 50), tmp_path / "res"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["-q", "run", "--data", str(spec), "--out", str(out)])
+    assert str(e.value) == ("fusionstudy run: error: study.marginal_k = 50 (the removal background size) exceeds "
+                            "the 34 train rows; set study.marginal_k to at most 34 (e.g. --set study.marginal_k=34) "
+                            "or add rows")
+    assert not out.exists()
+    cli.main(["-q", "run", "--data", str(spec), "--out", str(out), "--set", "study.marginal_k=34"])
+    res = load_study(out)
+    auc = {r.model: r.metrics["test"]["roc_auc"] for r in res.runs}
+    assert {"text_only", "tabular_only", "early_concat", "gmu"} <= set(auc) and np.isfinite(list(auc.values())).all()
+    assert "runs_failed" not in res.meta and (out / "experiments.md").is_file()
+
+
+def test_a_study_in_which_a_planned_run_failed_exits_non_zero_with_what_failed(tmp_path, monkeypatch):
+    spec, out = _spec_file(tmp_path, 300), tmp_path / "res"
+    real = runner.train_run
+
+    def flaky(spec, *a, **kw):
+        if spec.model == "gmu":
+            raise MemoryError("out of memory on purpose")
+        return real(spec, *a, **kw)
+    monkeypatch.setattr(runner, "train_run", flaky)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["-q", "run", "--data", str(spec), "--out", str(out)])
+    assert str(e.value) == (f"fusionstudy run: error: 1 of 4 planned run(s) failed (1 with MemoryError: out of memory "
+                            f"on purpose); see {out / 'failures.jsonl'}; fix the cause and rerun the same command to "
+                            "retry them")
+    assert (out / "experiments.md").is_file()  # the report of what did run is written
+    monkeypatch.setattr(runner, "train_run", real)
+    cli.main(["-q", "run", "--data", str(spec), "--out", str(out)])  # the retry succeeds: exit 0
+    assert "gmu" in {r.model for r in load_study(out).runs}

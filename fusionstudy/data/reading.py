@@ -248,7 +248,7 @@ def _read_delimited(path: Path, ds: DatasetConfig, tsv: bool, wanted: list[str] 
     sep, how = ((ds.delimiter, sep_key) if ds.delimiter else ("\t", ".tsv") if tsv
                 else (sniff_delimiter(_head(path, encoding), wanted), "sniffed"))
     as_read = {c: str for c in [*ds.text, *ds.categorical] if c in wanted}  # no number or date guessing
-    opts = dict(sep=sep, encoding=encoding, keep_default_na=False, na_values=list(ds.na_values))
+    opts = {"sep": sep, "encoding": encoding, "keep_default_na": False, "na_values": list(ds.na_values)}
     try:
         df = pd.read_csv(path, dtype=as_read, **opts)
         header = pd.read_csv(path, header=None, nrows=1, dtype=str, **{**opts, "na_values": []}).iloc[0].tolist()

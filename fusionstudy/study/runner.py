@@ -37,7 +37,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from fusionstudy.config import Config, StudyConfig, model_parts
+from fusionstudy.config import Config, StudyConfig, check_data_size, model_parts
 from fusionstudy.data import perturb
 from fusionstudy.data.prepare import Prepared, SplitData, prepare
 from fusionstudy.locations import default_results
@@ -408,6 +408,7 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
     log.info(f"study {cfg.dataset.name!r} profile {cfg.profile!r} -> {folder}")
     prep = prepare(cfg, data)  # bad data fails here, before any results folder exists
     check_models(cfg, prep.modalities)
+    check_data_size(cfg, len(prep.splits["train"]))  # a size-bound setting stops here too
     store = store_for(folder, cfg.tracking)
     write_split(prep, folder)
     models = models_dir(folder, fp) if cfg.study.save_models else None
