@@ -34,17 +34,18 @@ USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, ImportError, Connect
 
 
 def _run(args: argparse.Namespace) -> None:
-    from fusionstudy.api import run_study
+    from fusionstudy.api import run_study  # the training stack loads after the folder's lock is taken
     from fusionstudy.records import failure_note
-    from fusionstudy.report.write import write_reports
-    from fusionstudy.study.runner import results_dir
-    from fusionstudy.study.tracking import default_uri, log_summary
 
     cfg = load_config(args.data, args.profile, args.set)
     if args.mlflow is not None:
+        from fusionstudy.study.runner import results_dir
+        from fusionstudy.study.tracking import default_uri
         cfg.tracking.mlflow_uri = args.mlflow or default_uri(results_dir(cfg, args.out))
     res = run_study(cfg, out=args.out)
     if not args.no_report:
+        from fusionstudy.report.write import write_reports
+        from fusionstudy.study.tracking import log_summary
         dest = write_reports(res.folder, root=Path(args.root))
         log_summary(cfg.tracking, res.folder, [dest, res.folder / "summary.csv", res.folder / "study.json",
                                                res.folder / "figures"])
@@ -66,6 +67,7 @@ def _predict(args: argparse.Namespace) -> None:
     import torch
 
     from fusionstudy.data.reading import read_table
+    from fusionstudy.locations import writable_folder
     from fusionstudy.scoring import needed_columns, score
     from fusionstudy.study.saving import load_preprocessing
 
@@ -74,12 +76,16 @@ def _predict(args: argparse.Namespace) -> None:
     ds = saved.cfg.dataset
     ds = replace(ds, encoding=ds.encoding if args.encoding is None else args.encoding,
                  delimiter=ds.delimiter if args.delimiter is None else args.delimiter)
-    path = Path(args.input)
+    path, dest = Path(args.input), Path(args.output)
     if not path.is_file():
         raise FileNotFoundError(f"--input {args.input}: no such file")
-    out = score(saved, args.model, read_table(path, ds, needed_columns(saved, args.model)), args.seed,
-                where=str(path))
-    out.to_csv(args.output, index=False)
+    if dest.is_dir():
+        raise ValueError(f"--output {dest}: is a folder; name the CSV file to write, e.g. {dest / 'preds.csv'}")
+    writable_folder(dest.parent, hint="pass an --output in a writable folder")  # before any scoring
+    rows = read_table(path, ds, needed_columns(saved, args.model), keys={"encoding": "--encoding",
+                                                                         "delimiter": "--delimiter"})
+    out = score(saved, args.model, rows, args.seed, where=str(path))
+    out.to_csv(dest, index=False)
     log.info(f"wrote {len(out)} predictions of {args.model} to {args.output}")
 
 
