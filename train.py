@@ -18,6 +18,7 @@ from pathlib import Path
 
 import fusionstudy
 from fusionstudy.cli import USER_ERRORS
+from fusionstudy.records import failure_note
 from fusionstudy.report.write import write_all, write_reports
 
 ROOT = Path(__file__).resolve().parent
@@ -33,13 +34,17 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     suffix = "" if args.profile == "full" else f"-{args.profile}"
     try:
+        failed = []
         for name in STUDIES:
             cfg = fusionstudy.load_config(name, args.profile, args.set)
             res = fusionstudy.run_study(cfg, out=ROOT / "results" / f"{name}{suffix}")
+            failed += [f"{name}: {note}" for note in [failure_note(res.folder)] if note]
             if args.profile != "full" or args.set:  # a smoke or modified run: its own report, in its folder
                 write_reports(res.folder, root=ROOT)
         if args.profile == "full" and not args.set:
             write_all(ROOT)
+        if failed:  # everything is stored and reported; the exit code still says a planned run failed
+            raise RuntimeError("; ".join(failed))
     except USER_ERRORS as e:
         raise SystemExit(f"train.py: error: {e}") from None
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from fusionstudy.config import Config
-from fusionstudy.records import StudyResults, load_study
+from fusionstudy.records import LOCK, StudyResults, load_study, writer_lock
 
 log = logging.getLogger("fusionstudy")
 
@@ -41,21 +41,42 @@ def run_study(cfg: Config, data: pd.DataFrame | str | Path | None = None, out: s
     Raises
     ------
     ValueError, FileNotFoundError
-        On a bad spec or table (the message names the column or key and what to do).
+        On a bad spec or table (the message names the column or key and what to do), an unwritable
+        ``out``, or another process writing ``out`` (one writer per folder: ``records.writer_lock``).
     """
-    import torch  # the training stack loads only when a study is run, never to read results
-
-    from fusionstudy.study.runner import run_study as _run
-
     frame = data if isinstance(data, pd.DataFrame) else None
     if data is not None and frame is None:
         cfg = replace(cfg, dataset=replace(cfg.dataset, source=str(Path(data).resolve())))
-    torch.set_num_threads(cfg.train.threads)
-    folder = _run(cfg, None if out is None else str(Path(out).resolve()), data=frame)
-    if report:
-        from fusionstudy.report.write import write_reports
-        write_reports(folder)
+    if out is None:
+        from fusionstudy.study.runner import results_dir
+        out = results_dir(cfg, None)
+    folder, existed = Path(out).resolve(), Path(out).exists()
+    try:  # the lock comes first, so a second writer stops at once, not after loading the training stack
+        with writer_lock(folder, "fusionstudy run", hint="pass a writable folder as --out"):
+            _train(cfg, folder, frame, report)
+    except BaseException:
+        if not existed:  # bad data or settings stop before any result: leave no folder behind
+            _remove_if_only_the_lock(folder)
+        raise
     return load_study(folder)
+
+
+def _train(cfg: Config, folder: Path, frame: pd.DataFrame | None, report: bool) -> None:
+    import torch  # the training stack loads only when a study is run, never to read results
+
+    from fusionstudy.report.write import write_reports
+    from fusionstudy.study.runner import run_study
+
+    torch.set_num_threads(cfg.train.threads)
+    run_study(cfg, str(folder), data=frame)
+    if report:
+        write_reports(folder)
+
+
+def _remove_if_only_the_lock(folder: Path) -> None:
+    if folder.is_dir() and {p.name for p in folder.iterdir()} <= {LOCK}:
+        (folder / LOCK).unlink(missing_ok=True)
+        folder.rmdir()
 
 
 def predict(study: str | Path, model: str, rows: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:

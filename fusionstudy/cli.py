@@ -15,7 +15,8 @@
     fusionstudy docs                                  # regenerate the parameter table of docs/fusion.md
     fusionstudy list                                  # bundled profiles and dataset specs
 
-Errors are one line on stderr: exit code 2 for a usage error, 1 for a data or study error.
+Errors are one line on stderr: exit code 2 for a usage error, 1 for a data or study error (also a
+study in which a planned run failed: its results and report are written, the line says what failed).
 """
 from __future__ import annotations
 
@@ -34,19 +35,24 @@ USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, ImportError, Connect
 
 
 def _run(args: argparse.Namespace) -> None:
-    from fusionstudy.api import run_study
-    from fusionstudy.report.write import write_reports
-    from fusionstudy.study.runner import results_dir
-    from fusionstudy.study.tracking import default_uri, log_summary
+    from fusionstudy.api import run_study  # the training stack loads after the folder's lock is taken
+    from fusionstudy.records import failure_note
 
     cfg = load_config(args.data, args.profile, args.set)
     if args.mlflow is not None:
+        from fusionstudy.study.runner import results_dir
+        from fusionstudy.study.tracking import default_uri
         cfg.tracking.mlflow_uri = args.mlflow or default_uri(results_dir(cfg, args.out))
     res = run_study(cfg, out=args.out)
     if not args.no_report:
+        from fusionstudy.report.write import write_reports
+        from fusionstudy.study.tracking import log_summary
         dest = write_reports(res.folder, root=Path(args.root))
         log_summary(cfg.tracking, res.folder, [dest, res.folder / "summary.csv", res.folder / "study.json",
                                                res.folder / "figures"])
+    failed = failure_note(res.folder)
+    if failed:  # the study and its report are stored; the command still says it did not do everything
+        raise RuntimeError(failed)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -62,6 +68,7 @@ def _predict(args: argparse.Namespace) -> None:
     import torch
 
     from fusionstudy.data.reading import read_table
+    from fusionstudy.locations import writable_folder
     from fusionstudy.scoring import needed_columns, score
     from fusionstudy.study.saving import load_preprocessing
 
@@ -70,12 +77,16 @@ def _predict(args: argparse.Namespace) -> None:
     ds = saved.cfg.dataset
     ds = replace(ds, encoding=ds.encoding if args.encoding is None else args.encoding,
                  delimiter=ds.delimiter if args.delimiter is None else args.delimiter)
-    path = Path(args.input)
+    path, dest = Path(args.input), Path(args.output)
     if not path.is_file():
         raise FileNotFoundError(f"--input {args.input}: no such file")
-    out = score(saved, args.model, read_table(path, ds, needed_columns(saved, args.model)), args.seed,
-                where=str(path))
-    out.to_csv(args.output, index=False)
+    if dest.is_dir():
+        raise ValueError(f"--output {dest}: is a folder; name the CSV file to write, e.g. {dest / 'preds.csv'}")
+    writable_folder(dest.parent, hint="pass an --output in a writable folder")  # before any scoring
+    rows = read_table(path, ds, needed_columns(saved, args.model), keys={"encoding": "--encoding",
+                                                                         "delimiter": "--delimiter"})
+    out = score(saved, args.model, rows, args.seed, where=str(path))
+    out.to_csv(dest, index=False)
     log.info(f"wrote {len(out)} predictions of {args.model} to {args.output}")
 
 

@@ -26,6 +26,9 @@ EXECUTORS = ("local", "ray")  # where runs are trained: this machine's processes
 # "bag": n-gram embeddings trained from scratch; "minilm": frozen all-MiniLM-L6-v2 sentence
 # embeddings (the optional extra ``fusionstudy[minilm]``) + a trained MLP (``data.embeddings``).
 TEXT_ENCODERS = ("bag", "minilm")
+# The cell spellings read as missing (``dataset.na_values``), matched exactly in CSV/TSV cells and in the
+# string cells of any table; every other cell of a text or categorical column is kept as the string it is.
+NA_VALUES = ("", "NA", "N/A", "#N/A", "NaN", "nan", "NULL", "null", "None")
 # Bumped when the evaluation protocol changes meaning, so stored runs of the old protocol are not
 # resumed into a new study (2: removal = marginalisation, classical fusion references).
 PROTOCOL_VERSION = 3  # 3: removal conditional on the kept modality beside the interventional one
@@ -59,7 +62,11 @@ class DatasetConfig:
     ``encoding`` and ``delimiter`` apply to CSV/TSV files only. ``encoding = ""`` reads UTF-8 (a
     byte-order mark is skipped) and on a decoding error names the file and asks for this key
     (e.g. ``"latin-1"``, ``"cp1252"``); nothing is guessed. ``delimiter = ""`` uses a tab for
-    ``.tsv`` and sniffs ``.csv`` files (see ``tables.sniff_delimiter``); a TOML ``"\\t"`` is a tab."""
+    ``.tsv`` and sniffs ``.csv`` files (see ``tables.sniff_delimiter``); a TOML ``"\\t"`` is a tab.
+
+    ``na_values`` are the cell spellings that mean missing (default :data:`NA_VALUES`; ``[]`` = none,
+    not even a blank cell). Text and categorical columns are read as the strings in the file
+    (``007`` and ``7`` are two levels); numeric columns stored as strings are parsed."""
 
     name: str = "clothing"
     source: str = "bundled:womens_clothing"
@@ -72,6 +79,7 @@ class DatasetConfig:
     subsample: int = 0  # > 0: use a random subset of this many rows (smoke tests, quick looks)
     encoding: str = ""  # CSV/TSV text encoding; "" = UTF-8
     delimiter: str = ""  # CSV/TSV field separator (one character); "" = sniffed
+    na_values: list[str] = field(default_factory=lambda: list(NA_VALUES))  # cells read as missing
 
 
 @dataclass
@@ -286,6 +294,8 @@ class Config:
                          "conditional_pool": self.study.conditional_pool}
         for how_to_read in ("encoding", "delimiter"):  # read options: the same table either way
             d["dataset"].pop(how_to_read)
+        if self.dataset.na_values == list(NA_VALUES):  # the default markers: hashed as before the key existed
+            d["dataset"].pop("na_values")
         if not self.split.column:  # the random split: hashed as before the key existed
             d["split"].pop("column")
         if self.text.encoder == "bag":  # the default encoder: hashed as before the key existed

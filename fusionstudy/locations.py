@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -29,6 +30,25 @@ def cache_root() -> Path:
 def default_results() -> Path:
     """``./results`` under the current working directory: where studies land unless told otherwise."""
     return Path.cwd() / "results"
+
+
+def writable_folder(folder: str | Path, hint: str) -> Path:
+    """``folder``, created (with its parents) if absent, once a file could be written into it.
+
+    Raises
+    ------
+    ValueError
+        If it cannot be created or written (read-only, a file in the way, no permission), naming the
+        folder, the reason and ``hint`` (what to do instead, e.g. ``"pass a writable --out"``).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ValueError(f"{folder}: cannot write there ({e.strerror or type(e).__name__}); {hint}") from None
+    return folder
 
 
 def list_profiles() -> list[str]:

@@ -16,14 +16,21 @@ these fields existed are migrated on read (:func:`_migrate_run`).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
+from fusionstudy.locations import writable_folder
 from fusionstudy.registry import MODELS
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,10 @@ def run_key(model: str, seed: int, fingerprint: str, split: int = 0, weaken_tag:
     sp = f"split={split}|" if split else ""
     w = f"|weaken={weaken_tag}" if weaken_tag else ""
     return f"{model}|{sp}seed={seed}{w}|cfg={fingerprint}"
+
+
+LOCK, HOLDER = ".fusionstudy.lock", ".fusionstudy.holder.json"  # in a results folder while a process writes it
+_HELD: dict[Path, int] = {}  # results folders this process holds, with nesting depth (a study, then its report)
 REGIMES = ("plain", "moddrop", "weakened")
 
 
@@ -269,8 +280,16 @@ class RunStore:
         self.failures_path = self.folder / "failures.jsonl"
 
     def records(self) -> list[RunRecord]:
-        """Every stored run record, oldest first."""
-        return [RunRecord(**_fields(RunRecord, _migrate_run(d))) for d in read_jsonl(self.runs_path)]
+        """Every stored run record, oldest first. A run key stored twice (two studies writing one
+        folder at once, before folders were locked) counts once, as its last record, with a warning."""
+        rows = read_jsonl(self.runs_path)
+        last = {d["run_key"]: i for i, d in enumerate(rows)}
+        if len(last) < len(rows):
+            dup = next(d["run_key"] for i, d in enumerate(rows) if last[d["run_key"]] != i)
+            log.warning(f"{self.runs_path}: {len(rows) - len(last)} duplicated run record(s) (e.g. {dup!r}), written "
+                        "by two studies at once; kept the last record of each")
+            rows = [d for i, d in enumerate(rows) if last[d["run_key"]] == i]
+        return [RunRecord(**_fields(RunRecord, _migrate_run(d))) for d in rows]
 
     def done_keys(self) -> set[str]:
         """Run keys already stored (a rerun skips them: resume)."""
@@ -311,6 +330,53 @@ def _append_lines(path: Path, objs: list) -> None:
             os.fsync(fh.fileno())
 
 
+@contextmanager
+def writer_lock(folder: str | Path, what: str, hint: str) -> Iterator[Path]:
+    """Hold the one-writer lock of results folder ``folder`` (created if absent) while ``what``
+    (e.g. ``"fusionstudy run"``) writes it; a ``filelock.FileLock`` on ``<folder>/.fusionstudy.lock``,
+    with the holder (pid, host, ``what``, since when) in ``.fusionstudy.holder.json``. Taking it again
+    inside the holding process is free (a study, then its report). Yields the resolved folder.
+
+    Raises
+    ------
+    ValueError
+        At once, if another process holds the lock (naming the holder) or the folder cannot be
+        written (naming it, the reason and ``hint``).
+    """
+    folder = Path(folder).resolve()
+    if folder in _HELD:
+        _HELD[folder] += 1
+        try:
+            yield folder
+        finally:
+            _HELD[folder] -= 1
+        return
+    lock = FileLock(writable_folder(folder, hint) / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ValueError(f"{folder}: another process is writing this results folder ({_holder(folder)}); wait for it "
+                         "to end, or write elsewhere (--out)") from None
+    try:
+        _HELD[folder] = 1
+        since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        (folder / HOLDER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": what,
+                                                 "since": since}))
+        yield folder
+    finally:
+        _HELD.pop(folder, None)
+        (folder / HOLDER).unlink(missing_ok=True)
+        lock.release()
+
+
+def _holder(folder: Path) -> str:
+    try:
+        h = json.loads((folder / HOLDER).read_text())
+        return f"`{h['what']}`, process {h['pid']} on {h['host']}, since {h['since']}"
+    except (OSError, ValueError, KeyError):  # the holder is between taking the lock and saying so
+        return "holder not yet recorded"
+
+
 @dataclass
 class StudyResults:
     """Everything a report needs from one results folder (records of the current config only).
@@ -340,6 +406,20 @@ class StudyResults:
     @property
     def name(self) -> str:
         return self.meta["study"]
+
+
+def failure_note(folder: Path) -> str:
+    """One line on the runs that failed in the study's last invocation (``study.json``'s
+    ``runs_failed``) and the most common reason, from ``failures.jsonl``; ``""`` if none failed."""
+    meta = json.loads((Path(folder) / "study.json").read_text())
+    if not meta.get("runs_failed"):
+        return ""
+    store = RunStore(folder)
+    done = store.done_keys()
+    fails = {f.run_key: f for f in store.failures() if f.config_fp == meta["config_fp"] and f.run_key not in done}
+    why, n_why = Counter(f"{f.error_type}: {f.message}" for f in fails.values()).most_common(1)[0]
+    return (f"{meta['runs_failed']} of {meta['runs_planned']} planned run(s) failed ({n_why} with {why}); "
+            f"see {store.failures_path}; fix the cause and rerun the same command to retry them")
 
 
 def load_study(folder: Path) -> StudyResults:

@@ -232,7 +232,7 @@ def test_latin1_csv_needs_the_encoding_key(tmp_path):
     with pytest.raises(ValueError) as e:
         load_frame(cfg.dataset)
     assert str(e.value) == (f"{path}: not UTF-8 text (byte 0xe8 cannot be decoded); set dataset.encoding to the "
-                            "file's encoding, e.g. encoding = \"latin-1\" or \"cp1252\"")
+                            "file's encoding, e.g. \"latin-1\" or \"cp1252\"")
     cfg.dataset.encoding = "latin-1"
     assert load_frame(cfg.dataset).loc[0, "review"] == "très jolie robe, café"
     cfg.dataset.encoding = "latin-2000"

@@ -1,7 +1,8 @@
 """Fuzz: random small frames go load -> validate -> split -> preprocess -> one short training run.
 
 Every case must end either in finite metrics or in one ``ValueError`` with a one-line message;
-any other exception, or a NaN metric after a successful run, fails. Hypothesis draws the
+any other exception, or a NaN metric after a successful run, fails; a CSV's text and categorical
+cells read back as the strings written (leading zeros kept, only ``config.NA_VALUES`` missing). Hypothesis draws the
 frame's shape and kinds (rows, classes, label kind, column kinds, rates of NaN/inf/blank cells,
 CSV or in-memory, delimiter); a numpy generator seeded by Hypothesis fills the cells, so each
 example is cheap and still shrinks to small knobs. Deterministic (``derandomize``) and bounded.
@@ -18,14 +19,17 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fusionstudy.config import NA_VALUES
 from fusionstudy.data.prepare import prepare
+from fusionstudy.data.reading import load_frame
 from fusionstudy.metrics import classification_metrics
 from fusionstudy.training.loop import fit, make_model, predict
 from tests.conftest import synthetic_config
 
 TEXT_COLS, CAT_COLS, NUM_COLS = ["review text", "título"], ["couleur", "类别"], ["n0", "prix €"]
-WORDS = ["good", "bad", "fit", "très", "naïve", "日本語", "🙂", "", "   ", "the", "1.5", "N/A", "a,b", "x;y"]
-LEVELS = ["a", "b", "é", "日本", "", " ", "🙂", None, "1", "a "]
+WORDS = ["good", "bad", "fit", "très", "naïve", "日本語", "🙂", "", "   ", "the", "1.5", "N/A", "a,b", "x;y", "NA"]
+# leading-zero codes (two levels each, never one number) and missing-value markers (config.NA_VALUES)
+LEVELS = ["a", "b", "é", "日本", "", " ", "🙂", None, "1", "a ", "007", "7", "07", "NA", "null", "n/a", "None"]
 LABEL_NAMES = {"str": ["yes", "no", "maybe"], "unicode": ["oui ✓", "non ✗", "peut-être"]}
 SPECIALS = np.array([np.nan, np.inf, -np.inf, 1e39, -1e300, 0.0])
 
@@ -47,6 +51,8 @@ knobs = st.fixed_dictionaries({
     "csv": st.sampled_from([None, ",", ";", "\t"]),
     "model": st.sampled_from(["early_concat", "late_logit_avg", "gmu", "tfn", "lmf", "attention"]),
     "min_df": st.sampled_from([1, 2]),
+    "numbers_as_strings": st.sampled_from([False, True]),  # numeric cells stored as text, markers for missing
+    "duplicate_header": st.sampled_from([False] * 9 + [True]),  # a CSV header naming a spec column twice
 })
 
 
@@ -97,6 +103,8 @@ def _frame(k: dict) -> tuple[pd.DataFrame, dict]:
         cols[c] = np.array(LEVELS, dtype=object)[rng.integers(0, len(LEVELS), n)]
     for c, kind in zip(NUM_COLS, k["num_kinds"]):
         cols[c] = _numeric(kind, n, rng, k["p_special"])
+        if k["numbers_as_strings"] and kind != "bool":
+            cols[c] = np.array(["NA" if pd.isna(v) else f" {v}" for v in cols[c]], dtype=object)
     df = pd.DataFrame(cols)
     df["label"] = _label(k, rng)
     spec = {"text": TEXT_COLS[:k["n_text"]], "categorical": CAT_COLS[:k["n_cat"]],
@@ -115,19 +123,36 @@ def _config(spec: dict, k: dict):
     return cfg
 
 
+def _to_csv(df: pd.DataFrame, spec: dict, k: dict, path: Path) -> None:
+    cols = list(df.columns)
+    if k["duplicate_header"]:  # the last column again, under the first spec column's name
+        first = (spec["text"] + spec["categorical"] + spec["numeric"] + ["label"])[0]
+        df = df.assign(_dup=df[cols[-1]])
+        cols = cols + [first]
+    df.to_csv(path, sep=k["csv"], index=False, header=cols)
+
+
+def _as_read(col: pd.Series) -> list:
+    """A text or categorical column as the study must read it back from CSV: the strings, markers missing."""
+    return [None if v is None or (isinstance(v, float) and np.isnan(v)) or v in NA_VALUES else v for v in col]
+
+
 def _run(df: pd.DataFrame, spec: dict, k: dict, folder: Path) -> dict[str, float]:
     cfg = _config(spec, k)
     if k["csv"] is not None:
         cfg.dataset.source = str(folder / "data.csv")
-        df.to_csv(cfg.dataset.source, sep=k["csv"], index=False)
+        _to_csv(df, spec, k, folder / "data.csv")
+        back = load_frame(cfg.dataset)
+        for c in spec["text"] + spec["categorical"]:
+            assert [None if pd.isna(v) else v for v in back[c]] == _as_read(df[c]), c
         df = None
     prep = prepare(cfg, df)
     json.dumps(prep.stats)  # the study writes it to split.json
     if len(prep.modalities) == 2:
-        name, fusion = k["model"], k["model"]
+        modalities, fusion = prep.modalities, k["model"]
     else:
-        name, fusion = f"{prep.modalities[0]}_only", "early_concat"
-    model = make_model(name, fusion, prep, cfg, seed=0)
+        modalities, fusion = prep.modalities, "early_concat"
+    model = make_model(modalities, fusion, prep, cfg, seed=0)
     fit(model, prep.splits["train"], prep.splits["val"], cfg.train, seed=0)
     return classification_metrics(prep.splits["test"].y, predict(model, prep.splits["test"]))
 

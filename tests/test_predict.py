@@ -110,3 +110,29 @@ def test_saving_weights_changes_no_stored_number(synth_prep, tmp_path):
     assert (tmp_path / "early_concat" / "seed0.safetensors").is_file()
     assert rec2.metrics == rec.metrics and preds2 == preds
     assert [e.metrics for e in evals2] == [e.metrics for e in evals]
+
+
+def test_predict_places_and_encodings_fail_in_one_line_before_scoring(study, tmp_path):
+    folder, src = study
+    new = tmp_path / "new.csv"
+    rows = src.drop(columns="label").head(5).copy()
+    rows.loc[0, "review"] = "très jolie"
+    new.write_bytes(rows.to_csv(index=False).encode("latin-1"))
+    args = ["predict", "--study", str(folder), "--model", "text_only", "--input", str(new)]
+    with pytest.raises(SystemExit) as e:
+        cli.main([*args, "--output", str(tmp_path / "p.csv")])
+    assert str(e.value) == (f"fusionstudy predict: error: {new}: not UTF-8 text (byte 0xe8 cannot be decoded); set "
+                            "--encoding to the file's encoding, e.g. \"latin-1\" or \"cp1252\"")
+    args += ["--encoding", "latin-1"]
+    cli.main([*args, "--output", str(tmp_path / "a" / "b" / "p.csv")])  # a missing folder is created
+    assert len(pd.read_csv(tmp_path / "a" / "b" / "p.csv")) == 5
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as e:
+        cli.main([*args, "--output", str(tmp_path / "file" / "p.csv")])
+    assert str(e.value) == (f"fusionstudy predict: error: {tmp_path / 'file'}: cannot write there (File exists); "
+                            "pass an --output in a writable folder")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["predict", "--study", str(tmp_path / "typo"), "--model", "text_only", "--input", str(new),
+                  "--output", "p.csv"])
+    assert str(e.value) == (f"fusionstudy predict: error: {tmp_path / 'typo'}: no such study (no folder there); pass "
+                            "the results folder a study wrote, e.g. results/my_study")

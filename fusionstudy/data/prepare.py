@@ -288,14 +288,21 @@ class TabularPipeline:
     def align(self, df: pd.DataFrame) -> pd.DataFrame:
         """New rows' categorical columns in the number kind seen in train, so that a level is
         spelled as in ``levels_``: a file whose integer codes hold a blank cell is read as floats
-        (``1077.0``), and codes read as integers meet train levels read as floats (``1077.0``)."""
+        (``1077.0``), and codes read as integers meet train levels read as floats (``1077.0``). Codes
+        read as strings (``data.reading`` reads categories as the file spells them) meet the train
+        levels of a study that read them as numbers by being parsed first."""
         out = df.copy()
         for c, dtype in self.dtypes_.items():
             col, kind = out[c], pd.api.types.pandas_dtype(dtype).kind
+            if kind in "iuf" and not pd.api.types.is_numeric_dtype(col):
+                parsed = pd.to_numeric(col, errors="coerce")
+                col = parsed if parsed.notna().sum() == col.notna().sum() else col
             if col.dtype.kind == "f" and kind != "f" and (col.dropna() == col.dropna().round()).all():
                 out[c] = col.astype("Int64")
             elif col.dtype.kind in "iu" and kind == "f":
                 out[c] = col.astype(float)
+            else:
+                out[c] = col
         return out
 
     def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

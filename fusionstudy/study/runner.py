@@ -43,7 +43,7 @@ from fusionstudy.models.fusion import parameter_scaling
 from fusionstudy.records import EvalRecord, FailureRecord, PredictionRecord, RunRecord, RunStore, run_key
 from fusionstudy.study.comparators import References, late_ensemble, reference_runs  # noqa: F401 (re-exported)
 from fusionstudy.study.executors import RayPool, describe_failure, threads_per_run
-from fusionstudy.study.protocol import SAVED_PARTS, RunSpec, check_models, n_splits, plan, resplit_plan, usable_models  # noqa: F401 (re-exported)
+from fusionstudy.study.protocol import SAVED_PARTS, RunSpec, check_data_size, check_models, n_splits, plan, resplit_plan, usable_models  # noqa: F401 (re-exported)
 from fusionstudy.study.provenance import CODE, git_hash, make_record, rules_record  # noqa: F401 (re-exported)
 from fusionstudy.study.references import single_column_auc
 from fusionstudy.study.saving import models_dir, save_preprocessing, save_weights
@@ -284,6 +284,7 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
     log.info(f"study {cfg.dataset.name!r} profile {cfg.profile!r} -> {folder}")
     prep = prepare(cfg, data)  # bad data fails here, before any results folder exists
     check_models(cfg, prep.modalities)
+    check_data_size(cfg, len(prep.splits["train"]))  # a size-bound setting stops here too
     store = store_for(folder, cfg.tracking)
     write_split(prep, folder)
     models = models_dir(folder, fp) if cfg.study.save_models else None

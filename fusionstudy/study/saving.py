@@ -164,10 +164,14 @@ def load_preprocessing(study: Path, fingerprint: str | None = None) -> SavedStud
     Raises
     ------
     FileNotFoundError
-        If the study saved no preprocessing (run it with ``study.save_models = true``).
+        If there is no folder ``study``, or the study saved no preprocessing (run it with
+        ``study.save_models = true``).
     ValueError
         If several configs are saved and none is chosen, or the files are of another format.
     """
+    if not Path(study).is_dir():
+        raise FileNotFoundError(f"{study}: no such study (no folder there); pass the results folder a study "
+                                "wrote, e.g. results/my_study")
     root = Path(study) / "models"
     meta_path = Path(study) / "study.json"
     saved = sorted(p.name for p in root.glob("*") if (p / "preprocessing.json").is_file())
