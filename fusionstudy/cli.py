@@ -110,10 +110,11 @@ def _docs(args: argparse.Namespace) -> None:
 
 
 def _list(args: argparse.Namespace) -> None:
+    from fusionstudy.data.bundled import BUNDLED, PREFIX
     from fusionstudy.locations import cache_root, list_datasets, list_profiles
 
     print(f"profiles: {', '.join(list_profiles())}\nbundled datasets: {', '.join(list_datasets())}\n"
-          f"cache: {cache_root()}")
+          f"bundled sources: {', '.join(PREFIX + n for n in BUNDLED)}\ncache: {cache_root()}")
 
 
 def _study_options(p: argparse.ArgumentParser) -> None:

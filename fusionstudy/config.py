@@ -55,9 +55,10 @@ def model_parts(name: str, available: tuple[str, ...] = MODALITIES) -> tuple[tup
 
 @dataclass
 class DatasetConfig:
-    """Which columns form each modality. ``source`` is ``"bundled:womens_clothing"``, a path
-    to a CSV/Parquet file, or a Multimodal-Toolkit folder (see :func:`read_column_info`); relative
-    paths are resolved against the config file's folder.
+    """Which columns form each modality. ``source`` is a bundled table (``"bundled:womens_clothing"``,
+    ``"bundled:faa_strikes"``, ``"bundled:lending_club"``: ``data.bundled``), a path to a CSV/Parquet
+    file, or a Multimodal-Toolkit folder (see :func:`read_column_info`); relative paths are resolved
+    against the config file's folder.
 
     ``encoding`` and ``delimiter`` apply to CSV/TSV files only. ``encoding = ""`` reads UTF-8 (a
     byte-order mark is skipped) and on a decoding error names the file and asks for this key

@@ -55,7 +55,7 @@ def test_the_command_lists_its_verbs_and_fails_in_one_line(tmp_path):
         assert verb in out.stdout
     bad = _cli("run", "--data", "nope.toml", cwd=tmp_path)  # a data error: exit 1, one line
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0
-    assert "nope.toml" in bad.stderr and "bundled: ['clothing', 'clothing_no_rating']" in bad.stderr
+    assert "nope.toml" in bad.stderr and "bundled: ['clothing', 'clothing_no_rating', 'faa_strikes', 'faa_strikes_no_effect_words', 'lending_club']" in bad.stderr
     usage = _cli("run", "--no-such-flag", cwd=tmp_path)  # a usage error: exit 2
     assert usage.returncode == 2 and "unrecognized arguments: --no-such-flag" in usage.stderr
     assert "profiles: encoders, full, quick" in _cli("list", cwd=tmp_path).stdout

