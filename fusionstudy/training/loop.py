@@ -212,9 +212,11 @@ def background_rows(train: SplitData, k: int = MARGINAL_K, seed: int = 0) -> Spl
     return train.subset(np.sort(np.random.default_rng(seed).choice(len(train), size=k, replace=False)))
 
 
-def _encode(model: MultimodalModel, split: SplitData, idx: np.ndarray, modalities: list[str],
-            batch_size: int) -> dict[str, torch.Tensor]:
-    """Encoder features ``{modality: (len(idx), d_m)}`` of rows ``idx``, batch by batch."""
+def encoder_features(model: MultimodalModel, split: SplitData, idx: np.ndarray, modalities: list[str],
+                     batch_size: int = 4096) -> dict[str, torch.Tensor]:
+    """Encoder features ``{modality: (len(idx), d_m)}`` of rows ``idx``, batch by batch, from the
+    same inputs as :func:`predict` (``to_inputs``). Call in eval mode under ``torch.no_grad``: each
+    encoder sees only its own modality, so features of different rows may be paired freely."""
     parts: dict[str, list[torch.Tensor]] = {m: [] for m in modalities}
     for start in range(0, len(idx), batch_size):
         inputs = move(to_inputs(split, idx[start:start + batch_size]))
@@ -278,10 +280,11 @@ def predict_marginal(model: MultimodalModel, split: SplitData, background: Split
     idx = np.flatnonzero(mask)
     if len(idx) == 0:
         return predict(model, split, batch_size)
-    removed = _encode(model, background, np.arange(len(background)), [modality], batch_size)
+    removed = encoder_features(model, background, np.arange(len(background)), [modality], batch_size)
     kept_names = [m for m in model.modalities if m != modality]
     if kept_names:
-        marg = _mean_over_background(model, _encode(model, split, idx, kept_names, batch_size), removed, batch_size)
+        kept = encoder_features(model, split, idx, kept_names, batch_size)
+        marg = _mean_over_background(model, kept, removed, batch_size)
     else:  # nothing depends on the row: one constant prediction, computed once
         const = torch.softmax(model.head(model.fusion(removed)), dim=1).double().mean(dim=0)
         marg = const.expand(len(idx), -1)
