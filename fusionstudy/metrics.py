@@ -1,5 +1,6 @@
 """Metrics (scikit-learn), F1 at a chosen threshold, confidence intervals over seeds, row-only and
-two-level (seeds x rows) bootstrap, stability and modality-reliance measures."""
+two-level (seeds x rows) bootstrap, stability and modality-reliance measures, and the EMAP
+projection of a two-modality model's pairwise logits (how much cross-modal interaction it uses)."""
 from __future__ import annotations
 
 from collections.abc import Callable
