@@ -148,18 +148,16 @@ class TrainConfig:
     ``max_epochs``, as in fastText).
 
     ``text_optimizer`` trains the text encoder's n-gram embedding table: ``"adagrad"`` gives it
-    sparse gradients and ``optim.RowAdagrad`` at ``text_lr`` (only the ~5,500 rows a batch touches
-    move; no weight decay); ``"adamw"`` keeps it dense in the one AdamW at ``lr`` (the design before
-    issue 11). Chosen on validation (clothing, text_only, 5 seeds): Adagrad 0.9615 ROC-AUC / 0.191
-    log loss vs AdamW 0.958 / 0.202, at ~0.7x the time per step; see docs/text_encoder.md.
-    ``lr`` and ``weight_decay`` apply to every other parameter.
+    sparse gradients and ``optim.RowAdagrad`` at ``text_lr`` (only the rows a batch touches move);
+    ``"adamw"`` keeps it dense in the one AdamW at ``lr``. ``lr`` and ``weight_decay`` apply to
+    every other parameter. ``patience = 1`` stops at the first epoch whose validation log loss does
+    not improve. Both were chosen on validation: docs/text_encoder.md.
 
-    ``patience = 1`` (stop at the first epoch whose validation log loss does not improve) was
-    chosen on the validation curves of the previous full study (patience 2): of its 235 trained
-    models, no text-bearing model's best epoch would have changed and 5 of 23 ``tabular_only``
-    runs would have stopped earlier; a 5-seed validation rerun of ``tabular_only`` gave 0.9750
-    ROC-AUC / 0.1441 log loss vs 0.9749 / 0.1439 with patience 2. It trains 29% fewer epochs
-    (759 -> 537 in that study). See docs/text_encoder.md, "Fusion training"."""
+    ``ogm_alpha > 0`` trains a two-modality model with OGM-GE (Peng et al., 2022, "Balanced
+    Multimodal Learning via On-the-fly Gradient Modulation", CVPR; ``training.modulation``): the
+    dominant modality's encoder gradients are scaled by ``1 - tanh(ogm_alpha * rho)`` and every
+    encoder gradient gets Gaussian noise of its own spread. ``0`` (default) is plain training and
+    leaves the config fingerprint as it was before the key existed."""
 
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -172,6 +170,7 @@ class TrainConfig:
     threads: int = 2
     workers: int = 2  # runs trained in parallel processes; each gets threads // workers torch threads
     executor: str = "local"  # "local" (``workers`` processes) or "ray" (the [ray] section); not in the fingerprint
+    ogm_alpha: float = 0.0  # OGM-GE modulation strength; 0 = off (the paper uses 0.1-0.8)
 
 
 @dataclass
@@ -302,6 +301,8 @@ class Config:
         if self.text.encoder == "bag":  # the default encoder: hashed as before the key existed
             d["text"].pop("encoder")
         d["train"].pop("executor")  # where a run executes does not change the model: hashed as before
+        if self.train.ogm_alpha == 0:  # plain training: hashed as before the key existed
+            d["train"].pop("ogm_alpha")
         for what in ("study", "report", "ray", "tracking", "base_dir", "profile"):  # not what a model is
             d.pop(what)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
@@ -477,6 +478,7 @@ def validate(cfg: Config) -> Config:
     _in_range("train.lr", tr.lr, 0, 10, lo_open=True)
     _in_range("train.text_lr", tr.text_lr, 0, 100, lo_open=True)
     _in_range("train.weight_decay", tr.weight_decay, 0, 10)
+    _in_range("train.ogm_alpha", tr.ogm_alpha, 0, 100)
     for key in ("batch_size", "max_epochs", "patience", "threads", "workers"):
         _in_range(f"train.{key}", getattr(tr, key), 1, 10**6)
     for key in ("ngram_max", "min_df", "max_features", "max_tokens"):

@@ -1,5 +1,6 @@
 """Metrics (scikit-learn), F1 at a chosen threshold, confidence intervals over seeds, row-only and
-two-level (seeds x rows) bootstrap, stability and modality-reliance measures."""
+two-level (seeds x rows) bootstrap, stability and modality-reliance measures, and the EMAP
+projection of a two-modality model's pairwise logits (how much cross-modal interaction it uses)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -387,3 +388,79 @@ def rms_grad_ratio(norm_a: float | np.ndarray, norm_b: float | np.ndarray, n_par
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.asarray(norm_a, dtype=float) / np.asarray(norm_b, dtype=float) * np.sqrt(n_params_b / n_params_a)
     return float(r) if r.ndim == 0 else r
+
+
+def emap_projection(logits: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """EMAP: the best additive approximation of a two-modality model's logits (Hessel & Lee, 2020,
+    "Does my multimodal model learn cross-modal interactions? It's harder to tell than you might
+    think!", EMNLP).
+
+    With ``F[i, j] = f(m1_i, m2_j)`` the logits of row i's first modality paired with row j's
+    second, ``f_hat(i) = mean_j F[i, j] + mean_k F[k, i] - mean_{k, j} F[k, j]``: the projection of
+    ``f`` onto functions ``g(m1) + h(m2)`` under the product of the rows' two marginals. Linear, so
+    it projects each class's logits (and the binary log-odds) alike.
+
+    Parameters
+    ----------
+    logits : (n, n, n_classes) ``F`` (``training.interaction.pairwise_logits``).
+    weights : optional (n_boot, n) row weights (bootstrap counts): each row's pairings count with
+        its weight, so a resample of rows gives the projection computed on that resample.
+
+    Returns (n, n_classes), or (n_boot, n, n_classes) with ``weights``.
+    """
+    w = np.ones((1, logits.shape[0])) if weights is None else np.asarray(weights, dtype=float)
+    total = w.sum(axis=1)[:, None, None]  # (B, 1, 1)
+    rows = np.einsum("ijc,bj->bic", logits, w, optimize=True) / total  # mean over j of F[i, j]
+    cols = np.einsum("kic,bk->bic", logits, w, optimize=True) / total  # mean over k of F[k, i]
+    grand = np.einsum("bic,bi->bc", rows, w)[:, None, :] / total
+    out = rows + cols - grand
+    return out[0] if weights is None else out
+
+
+def _logit_auc(y: np.ndarray, logits: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``(B,)`` ROC-AUC of ``(n, n_classes)`` logits under each row-count row of ``counts`` ``(B, n)``:
+    binary on the log-odds (:func:`weighted_auc`), multi-class macro one-vs-rest on the softmax."""
+    if logits.shape[1] == 2:
+        return weighted_auc(y, logits[:, 1] - logits[:, 0], counts)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    labels = list(range(logits.shape[1]))
+    out = []
+    for c in counts:
+        ok = len(np.unique(y[c > 0])) == len(labels)
+        out.append(roc_auc_score(y, p, sample_weight=c, multi_class="ovr", labels=labels) if ok else np.nan)
+    return np.array(out)
+
+
+def emap_scores(y: np.ndarray, logits: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                level: float = 0.95) -> dict[str, float]:
+    """ROC-AUC of a model and of its EMAP projection (:func:`emap_projection`) on the same rows,
+    and the gap: the cross-modal interaction the model uses, in ROC-AUC (Hessel & Lee, 2020).
+
+    Parameters
+    ----------
+    y : (n,) int class indices of the subsample's rows.
+    logits : (n, n, n_classes) pairwise logits; the diagonal is the model's own.
+    n_boot, seed, level : the percentile interval of the gap over ``n_boot`` resamples of the rows
+        (:func:`bootstrap_counts`); each resample recomputes the projection on its rows.
+
+    Returns ``{"n", "model", "projection", "gap", "gap_lo", "gap_hi"}``; ``gap = model - projection``
+    (about 0: an additive model would score the same). Cost O(n_boot n^2 n_classes).
+
+    Raises
+    ------
+    ValueError
+        If ``logits`` is not ``(n, n, n_classes)`` with ``n = len(y)`` and ``n_classes >= 2``.
+    """
+    n = len(y)
+    if logits.ndim != 3 or logits.shape[:2] != (n, n) or logits.shape[2] < 2:
+        raise ValueError(f"logits must be (n, n, n_classes >= 2) with n = len(y) = {n}, got {logits.shape}")
+    y, own, ones = np.asarray(y), logits[np.arange(n), np.arange(n)], np.ones((1, n))
+    model, proj = _logit_auc(y, own, ones)[0], _logit_auc(y, emap_projection(logits), ones)[0]
+    counts = bootstrap_counts(n, n_boot, seed)
+    projected = emap_projection(logits, counts)
+    reps = _logit_auc(y, own, counts) - np.array([_logit_auc(y, projected[b], counts[b:b + 1])[0]
+                                                  for b in range(n_boot)])
+    lo, hi = interval(model - proj, reps, level)
+    return {"n": n, "model": float(model), "projection": float(proj), "gap": float(model - proj),
+            "gap_lo": lo, "gap_hi": hi}

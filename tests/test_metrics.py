@@ -261,3 +261,46 @@ def test_weighted_auc_is_nan_without_warning_for_a_one_class_weighting():
         auc = metrics.weighted_auc(y, score, w)
         one_class = per_seed_auc(np.zeros(4, int), score, w.astype(np.int8))
     assert auc[0] == 0.75 and np.isnan(auc[1]) and np.isnan(one_class[0]).all() and np.isnan(one_class[1]).all()
+
+
+def test_emap_projection_keeps_an_additive_model_and_removes_a_pure_interaction():
+    rng = np.random.default_rng(0)
+    n = 40
+    g, h = rng.normal(size=(n, 1, 3)), rng.normal(size=(1, n, 3))
+    additive = g + h
+    np.testing.assert_allclose(metrics.emap_projection(additive), additive[np.arange(n), np.arange(n)], atol=1e-12)
+    u, v = rng.normal(size=n), rng.normal(size=n)
+    u, v = u - u.mean(), v - v.mean()
+    product = (u[:, None] * v[None, :])[:, :, None] + additive  # u_i v_j averages to 0 over either index
+    np.testing.assert_allclose(metrics.emap_projection(product), additive[np.arange(n), np.arange(n)], atol=1e-12)
+
+
+def test_emap_projection_with_counts_is_the_projection_of_the_resampled_rows():
+    rng = np.random.default_rng(1)
+    n = 25
+    f = rng.normal(size=(n, n, 2))
+    counts = bootstrap_counts(n, 3, seed=2)
+    got = metrics.emap_projection(f, counts)
+    for b, c in enumerate(counts):
+        rows = np.repeat(np.arange(n), c.astype(int))  # the resample, rows repeated
+        want = metrics.emap_projection(f[np.ix_(rows, rows)])
+        first = np.searchsorted(rows, np.arange(n))  # a row's projection is the same at each copy
+        kept = c > 0
+        np.testing.assert_allclose(got[b][kept], want[first[kept]], atol=1e-12)
+
+
+def test_emap_scores_gap_is_zero_for_an_additive_model_and_large_for_xor():
+    rng = np.random.default_rng(3)
+    n = 400
+    c, s = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    y = c ^ s
+    log_odds = 3.0 * (c[:, None] ^ s[None, :]) - 1.5  # (n, n): f(c_i, s_j)
+    xor = metrics.emap_scores(y, np.stack([np.zeros_like(log_odds), log_odds], axis=-1), n_boot=100)
+    assert xor["model"] == 1.0 and abs(xor["projection"] - 0.5) < 0.1 and xor["gap_lo"] > 0.35, xor
+    additive = rng.normal(size=(n, 1, 2)) + rng.normal(size=(1, n, 2))
+    flat = metrics.emap_scores(y, additive, n_boot=100)
+    assert flat["gap"] == pytest.approx(0, abs=1e-12) and abs(flat["gap_lo"]) < 1e-12 and abs(flat["gap_hi"]) < 1e-12
+    three = metrics.emap_scores(rng.integers(0, 3, n), rng.normal(size=(n, 1, 3)) + rng.normal(size=(1, n, 3)), 20)
+    assert three["gap"] == pytest.approx(0, abs=1e-12)
+    with pytest.raises(ValueError, match="n, n, n_classes"):
+        metrics.emap_scores(y, additive[:, :-1], n_boot=10)

@@ -17,6 +17,7 @@ from fusionstudy.config import MODALITIES, Config, TrainConfig
 from fusionstudy.data.prepare import Prepared, SplitData, to_inputs
 from fusionstudy.metrics import classification_metrics
 from fusionstudy.models.multimodal import MultimodalModel, build_model
+from fusionstudy.training.modulation import modulate_gradients, ogm_coefficients, unimodal_logits
 from fusionstudy.training.optim import RowAdagrad, coalesce_rows
 
 DEVICE = torch.device("cpu")  # 2-core CPU machine; models never name a device themselves
@@ -83,8 +84,10 @@ def _optimizers(model: MultimodalModel, cfg: TrainConfig) -> list[torch.optim.Op
     return opts + [RowAdagrad(sparse, lr=cfg.text_lr)] if sparse else opts
 
 
-def _step(model: MultimodalModel, opts: list, scheds: list, loss: torch.Tensor) -> dict[str, float]:
-    """One optimisation step on ``loss``; returns each encoder's gradient norm (see :func:`_grad_norms`)."""
+def _step(model: MultimodalModel, opts: list, scheds: list, loss: torch.Tensor,
+          ogm: tuple[dict[str, float], torch.Generator] | None = None) -> dict[str, float]:
+    """One optimisation step on ``loss``; returns each encoder's gradient norm (see :func:`_grad_norms`)
+    of the loss itself, before ``ogm = (coefficients, generator)`` modulates it (OGM-GE)."""
     for opt in opts:
         opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -92,10 +95,25 @@ def _step(model: MultimodalModel, opts: list, scheds: list, loss: torch.Tensor) 
         if p.grad is not None and p.grad.is_sparse:
             p.grad = coalesce_rows(p.grad)
     norms = _grad_norms(model)
+    if ogm is not None:
+        modulate_gradients(model, *ogm)
     for opt, sched in zip(opts, scheds):
         opt.step()
         sched.step()
     return norms
+
+
+def _loss(model: MultimodalModel, inputs: dict[str, tuple], y: torch.Tensor,
+          alpha: float) -> tuple[torch.Tensor, dict[str, float] | None]:
+    """Cross-entropy of a batch and, for OGM-GE (``alpha > 0``, two modalities), its gradient
+    coefficients from the same features (``modulation.ogm_coefficients``); else ``None``."""
+    if alpha == 0 or len(model.modalities) != 2:
+        return F.cross_entropy(model(inputs), y), None
+    feats = model.features(inputs)
+    loss = F.cross_entropy(model.head(model.fusion(feats)), y)
+    with torch.no_grad():
+        coeffs = ogm_coefficients(unimodal_logits(model, {m: z.detach() for m, z in feats.items()}), y, alpha)
+    return loss, coeffs
 
 
 def fit(model: MultimodalModel, train: SplitData, val: SplitData, cfg: TrainConfig, seed: int,
@@ -107,8 +125,10 @@ def fit(model: MultimodalModel, train: SplitData, val: SplitData, cfg: TrainConf
     ----------
     model : the wrapper to train (modified in place).
     train, val : encoded splits.
-    cfg : learning rates, weight decay, text-table optimiser, batch size, max epochs, patience.
-    seed : controls batch order (initialisation is seeded by the caller before building).
+    cfg : learning rates, weight decay, text-table optimiser, batch size, max epochs, patience,
+        and ``ogm_alpha``: > 0 trains a two-modality model with OGM-GE (``training.modulation``;
+        a one-modality model trains plainly).
+    seed : controls batch order and OGM-GE's noise (initialisation is seeded by the caller).
     batch_fn : optional ``(batch: SplitData, rng) -> SplitData`` applied to each training batch
         before it becomes tensors (modality dropout).
     progress : optional tqdm bar; its postfix shows the epoch and validation loss.
@@ -128,6 +148,7 @@ def fit(model: MultimodalModel, train: SplitData, val: SplitData, cfg: TrainConf
     train_probe = train.subset(rng.permutation(len(train))[:4000])
     curves.update({f"grad_norm_{m}": [] for m in model.modalities})
     best, best_state, best_epoch, bad, diverged, seen = math.inf, None, 0, 0, False, 0
+    noise = torch.Generator().manual_seed(seed)  # OGM-GE's gradient noise
     t0 = time.perf_counter()
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
@@ -136,8 +157,8 @@ def fit(model: MultimodalModel, train: SplitData, val: SplitData, cfg: TrainConf
         for start in range(0, len(train), cfg.batch_size):
             idx = perm[start:start + cfg.batch_size]
             inputs = to_inputs(batch_fn(train.subset(idx), rng)) if batch_fn else to_inputs(train, idx)
-            loss = F.cross_entropy(model(move(inputs)), y_train[idx])
-            for m, v in _step(model, opts, scheds, loss).items():
+            loss, coeffs = _loss(model, move(inputs), y_train[idx], cfg.ogm_alpha)
+            for m, v in _step(model, opts, scheds, loss, None if coeffs is None else (coeffs, noise)).items():
                 gn[m].append(v)
             losses.append(loss.item())
             seen += len(idx)
@@ -212,9 +233,11 @@ def background_rows(train: SplitData, k: int = MARGINAL_K, seed: int = 0) -> Spl
     return train.subset(np.sort(np.random.default_rng(seed).choice(len(train), size=k, replace=False)))
 
 
-def _encode(model: MultimodalModel, split: SplitData, idx: np.ndarray, modalities: list[str],
-            batch_size: int) -> dict[str, torch.Tensor]:
-    """Encoder features ``{modality: (len(idx), d_m)}`` of rows ``idx``, batch by batch."""
+def encoder_features(model: MultimodalModel, split: SplitData, idx: np.ndarray, modalities: list[str],
+                     batch_size: int = 4096) -> dict[str, torch.Tensor]:
+    """Encoder features ``{modality: (len(idx), d_m)}`` of rows ``idx``, batch by batch, from the
+    same inputs as :func:`predict` (``to_inputs``). Call in eval mode under ``torch.no_grad``: each
+    encoder sees only its own modality, so features of different rows may be paired freely."""
     parts: dict[str, list[torch.Tensor]] = {m: [] for m in modalities}
     for start in range(0, len(idx), batch_size):
         inputs = move(to_inputs(split, idx[start:start + batch_size]))
@@ -278,10 +301,11 @@ def predict_marginal(model: MultimodalModel, split: SplitData, background: Split
     idx = np.flatnonzero(mask)
     if len(idx) == 0:
         return predict(model, split, batch_size)
-    removed = _encode(model, background, np.arange(len(background)), [modality], batch_size)
+    removed = encoder_features(model, background, np.arange(len(background)), [modality], batch_size)
     kept_names = [m for m in model.modalities if m != modality]
     if kept_names:
-        marg = _mean_over_background(model, _encode(model, split, idx, kept_names, batch_size), removed, batch_size)
+        kept = encoder_features(model, split, idx, kept_names, batch_size)
+        marg = _mean_over_background(model, kept, removed, batch_size)
     else:  # nothing depends on the row: one constant prediction, computed once
         const = torch.softmax(model.head(model.fusion(removed)), dim=1).double().mean(dim=0)
         marg = const.expand(len(idx), -1)
