@@ -364,9 +364,9 @@ def predict_conditional(model: MultimodalModel, split: SplitData, pool: SplitDat
         return predict_marginal(model, split, pool.subset(np.arange(k)), modality, batch_size=batch_size)
     model.eval()
     every = np.arange(len(pool))
-    kept_pool = _encode(model, pool, every, kept_names, batch_size)
-    removed = _encode(model, pool, every, [modality], batch_size)[modality]
-    kept = _encode(model, split, np.arange(len(split)), kept_names, batch_size)
+    kept_pool = encoder_features(model, pool, every, kept_names, batch_size)
+    removed = encoder_features(model, pool, every, [modality], batch_size)[modality]
+    kept = encoder_features(model, split, np.arange(len(split)), kept_names, batch_size)
     near = _nearest(torch.cat([kept[m] for m in kept_names], 1), torch.cat([kept_pool[m] for m in kept_names], 1), k)
     step, out = max(1, batch_size // k), []
     for start in range(0, len(split), step):
