@@ -106,7 +106,7 @@ def _spec_file(tmp_path, n: int, seed: int = 1):
     spec.write_text('[dataset]\nname = "t"\nsource = "t.csv"\ntext = ["review"]\ncategorical = ["colour"]\n'
                     'numeric = ["b", "noise"]\nlabel = "label"\n[text]\nmin_df = 1\n[tabular]\nmin_count = 1\n'
                     '[train]\nworkers = 1\nthreads = 1\nmax_epochs = 2\n'
-                    '[study]\nseeds = [0]\nmodels = ["text_only", "tabular_only", "early_concat", "gmu"]\n'
+                    '[study]\nseeds = [0]\nsplits = 1\nmodels = ["text_only", "tabular_only", "early_concat", "gmu"]\n'
                     'moddrop_models = []\nimbalance_models = []\nrobustness = false\nbootstrap = 50\n')
     return spec
 
