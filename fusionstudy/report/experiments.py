@@ -235,5 +235,5 @@ def render_experiments(res: StudyResults, figdir: Path, relto: Path, s: pd.DataF
            "p4": part4_context(res, s, rl["margin"], figdir, rel), "p3": part3_context(res, s, rl, figdir, rel),
            "p5": part5_context(res, s, rl, figdir, rel),
            "bench_table": md_table(bench_cells(part_table(res.meta, res.runs))),
-           "bench_ratios": baseline_ratios(res.meta), "pooled": pooled_context(res)}
+           "bench_ratios": baseline_ratios(res.meta), "pooled": pooled_context(res, figdir, rel)}
     return environment().get_template("experiments.md.j2").render(ctx)

@@ -162,3 +162,23 @@ def figure_forest(summaries: dict[str, pd.DataFrame], path: Path) -> Path:
         ax.grid(alpha=0.3, axis="x")
     fig.suptitle("Every model of every study — grey: classical, orange: unimodal, blue: fused", fontsize=11)
     return _save(fig, path)
+
+
+def figure_primary(gains: list[dict], model: str, margin: float, path: Path) -> Path:
+    """The primary contrast at a glance: ``model`` minus each unimodal candidate, one row each —
+    the per-split differences as dots and the pooled mean with its corrected 95% interval as a bar;
+    the margin ±``margin`` and zero as vertical lines."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.8 + 0.7 * len(gains)))
+    for i, g in enumerate(gains):
+        ax.scatter(g["per_split"], np.full(len(g["per_split"]), i + 0.18), s=12, color="grey", alpha=0.7,
+                   label="one split" if i == 0 else None)
+        ax.errorbar(g["value"], i, xerr=[[g["value"] - g["lo"]], [g["hi"] - g["value"]]], fmt="o", ms=6,
+                    capsize=4, color="tab:blue", label="pooled mean, corrected 95% interval" if i == 0 else None)
+    for x, ls in ((0, "-"), (margin, "--"), (-margin, "--")):
+        ax.axvline(x, color="black" if x == 0 else "tab:red", ls=ls, lw=1)
+    ax.set_yticks(range(len(gains)), [f"vs {g['vs']}" for g in gains])
+    ax.set_xlabel(f"{model} − candidate, test ROC-AUC (dashed: ±margin {margin})")
+    ax.set_title(f"Primary contrast: {model} against every unimodal candidate", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)

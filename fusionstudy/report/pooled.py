@@ -3,6 +3,8 @@ the primary contrast with its one bold verdict, every other fused model as an es
 models pooled, the split-count trade-off and when the rule was fixed. Tables out, no prose."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from fusionstudy.analysis.pooled import (
@@ -14,6 +16,7 @@ from fusionstudy.analysis.pooled import (
     unimodal_candidates,
 )
 from fusionstudy.records import StudyResults
+from fusionstudy.report.figures import figure_primary
 from fusionstudy.report.formats import fmt_d, fmt_iv, md_table
 
 
@@ -46,7 +49,7 @@ def primary_facts(res: StudyResults) -> dict | None:
             "candidates": [g["vs"] for g in out["gains"]]}
 
 
-def pooled_context(res: StudyResults) -> dict | None:
+def pooled_context(res: StudyResults, figdir: Path | None = None, rel=str) -> dict | None:
     """Everything the pooled section of ``experiments.md`` shows, or ``None`` when no model was
     trained on a second split (then the within-split intervals are the only ones)."""
     table = split_means(res)
@@ -62,6 +65,8 @@ def pooled_context(res: StudyResults) -> dict | None:
     out = {"k": k, "ratio": train_test_ratio(res), "primary": prim, "models": md_table(pd.DataFrame(model_rows)),
            "seeds": res.config["study"]["seeds"], "split_seeds": res.config["study"].get("split_seeds", []),
            "rules": res.meta.get("rules")}
+    if prim and figdir is not None:
+        out["primary_fig"] = rel(figure_primary(prim["gains"], prim["model"], margin, figdir / "primary_contrast.png"))
     if prim:
         out["primary_table"] = md_table(pd.DataFrame([{"against": g["vs"], **_gain_cells(g, margin)}
                                                       for g in prim["gains"]]))

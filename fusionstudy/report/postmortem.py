@@ -300,7 +300,9 @@ def render_postmortem(folders: list[Path], dest: Path) -> str:
            "contrast": {"name": missing_proxy[0]["name"], "sentence": _contrast_sentence(missing_proxy[0]),
                         "verdict": missing_proxy[0]["fusion"]["d"]["verdict"] if missing_proxy[0]["fusion"] else None}
            if missing_proxy else None,
-           "forest_fig": os.path.relpath(forest, dest.parent), "q1_table": _q1_table(facts, [sm for _, sm in studies], rl["margin"]),
+           "forest_fig": os.path.relpath(forest, dest.parent),
+           "primary_fig": os.path.relpath(main.folder / "figures" / "primary_contrast.png", dest.parent)
+           if (main.folder / "figures" / "primary_contrast.png").is_file() else None, "q1_table": _q1_table(facts, [sm for _, sm in studies], rl["margin"]),
            "costs": _costs(main, s, baselines(s)["unimodal"]), "q1_pooled": _q1_pooled(studies, rl["margin"]), "q2_table": q2_table, "q2": q2,
            "q3": _q3(main, s, rl["margin"]), "q4_table": q4_table, "q4": q4, "q5": _q5(main, s),
            "q6_table": q6_table, "q6": q6, "imb_seeds": len({r.seed for r in main.runs if r.training.regime == "weakened"})}
