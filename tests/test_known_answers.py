@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fusionstudy.analysis.tables import eval_frame, plain, summarize
-from fusionstudy.analysis.verdicts import HELPS, HURTS, gains_table, shapley_intervals
+from fusionstudy.analysis.verdicts import HELPS, HURTS, gains_table, shapley_intervals, situation
 from fusionstudy.data.scenarios import SCENARIOS, scenario_config, two_modality_frame
 from fusionstudy.records import load_study
 from fusionstudy.study.runner import run_study
@@ -112,3 +112,17 @@ def test_dominant_value_removal_keeps_the_text_answer_and_missing_injects_the_ty
     # ECE ~0.13 against 0 for the marginal, log loss unbounded). It is not a removal.
     assert missing["log_loss"] > removed["log_loss"], (missing, removed)
     assert missing["ece"] > removed["ece"], (missing, removed)
+
+
+def test_redundant_modalities_removal_meanings_and_no_over_reliance(study):
+    """Planted: text and ``x`` show the same reading, so with the table *unknown* the fused model
+    can still read it off the text: conditional removal scores like the retrained text model (the
+    interventional one need not: it pairs each review with a random row's reading). Nothing
+    over-relies: the redundant modality is not needed."""
+    cfg, res, s = study("redundant")
+    text_alone = mean_eval(res, "text_only", "clean", "none", "roc_auc")
+    conditional = mean_eval(res, "early_concat", "remove_conditional", "tabular", "roc_auc")
+    assert abs(conditional - text_alone) < 0.02, (conditional, text_alone)
+    uni = {"text": ("text_only", ""), "tabular": ("tabular_only", "")}
+    out = situation(res, "early_concat", uni, "", cfg.report.margin)
+    assert not out["over_relies"], out["rely"]
