@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from fusionstudy.config import Config
+from fusionstudy.config import Config, validate
 from fusionstudy.records import LOCK, StudyResults, load_study, writer_lock
 
 log = logging.getLogger("fusionstudy")
@@ -43,7 +44,13 @@ def run_study(cfg: Config, data: pd.DataFrame | str | Path | None = None, out: s
     ValueError, FileNotFoundError
         On a bad spec or table (the message names the column or key and what to do), an unwritable
         ``out``, or another process writing ``out`` (one writer per folder: ``records.writer_lock``).
+    RuntimeError
+        If called from a training worker re-importing an unguarded script (see the message).
     """
+    if mp.parent_process() is not None:  # a spawned training worker is re-running the user's script
+        raise RuntimeError("run_study was called while a worker process imported your script: put the call under "
+                           "`if __name__ == \"__main__\":` (worker processes re-import it) or set cfg.train.workers = 1")
+    validate(cfg)  # values set in code get the range checks a config file gets
     frame = data if isinstance(data, pd.DataFrame) else None
     if data is not None and frame is None:
         cfg = replace(cfg, dataset=replace(cfg.dataset, source=str(Path(data).resolve())))

@@ -1,4 +1,4 @@
-"""The ``fusionstudy`` command: a thin layer over the library (:mod:`fusionstudy.api`).
+"""fusionstudy: is a second modality worth it? Train, stress and report unimodal vs fused models.
 
     fusionstudy run                                   # full study of the bundled clothing data -> ./results/clothing
     fusionstudy run --profile quick                   # smoke run: fewer seeds and epochs

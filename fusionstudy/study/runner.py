@@ -41,7 +41,7 @@ from fusionstudy.data.prepare import Prepared, prepare
 from fusionstudy.locations import default_results
 from fusionstudy.models.fusion import parameter_scaling
 from fusionstudy.records import EvalRecord, FailureRecord, PredictionRecord, RunRecord, RunStore, run_key
-from fusionstudy.study.comparators import References, late_ensemble, reference_runs  # noqa: F401 (re-exported)
+from fusionstudy.study.comparators import References, late_ensemble, reference_runs, store_ensembles  # noqa: F401
 from fusionstudy.study.executors import RayPool, describe_failure, threads_per_run
 from fusionstudy.study.protocol import SAVED_PARTS, RunSpec, check_data_size, check_models, n_splits, plan, resplit_plan, usable_models  # noqa: F401 (re-exported)
 from fusionstudy.study.provenance import CODE, git_hash, make_record, rules_record  # noqa: F401 (re-exported)
@@ -233,10 +233,7 @@ def _train_resplit(cfg: Config, prep: Prepared, split: int, store: RunStore, cod
     try:
         _execute(todo, store, pool, f"split {split + 1} of {n_splits(cfg)}", fp, peaks)
         refs.store_into(store, {})
-        for seed in cfg.study.split_seeds:
-            made = None if run_key("late_ensemble", seed, fp, split) in done else late_ensemble(prep, cfg, store, seed, split)
-            if made:
-                store.append(*made)
+        store_ensembles(prep, cfg, store, done, cfg.study.split_seeds, split)
     finally:
         refs.close()
         if pool is not None:
@@ -312,10 +309,7 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
             secs[part] = time.perf_counter() - t0
             if part == "main":
                 refs.store_into(store, secs)
-                for seed in cfg.study.seeds:
-                    made = None if run_key("late_ensemble", seed, fp) in done else late_ensemble(prep, cfg, store, seed)
-                    if made:
-                        store.append(*made)
+                store_ensembles(prep, cfg, store, done, cfg.study.seeds)
     finally:
         refs.close()
         if pool is not None:

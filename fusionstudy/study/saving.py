@@ -183,7 +183,7 @@ def load_preprocessing(study: Path, fingerprint: str | None = None) -> SavedStud
         raise FileNotFoundError(f"{root}: no saved preprocessing{f' of config {fingerprint}' if fingerprint else ''}"
                                 f" (saved: {saved or 'none'}). Models are saved when a run is trained (study.save_models"
                                 " = true, the default); runs already stored without them (e.g. committed results) are"
-                                " not retrained: train into a new folder, e.g. python train.py --out results/my_study")
+                                " not retrained: train into a new folder, e.g. fusionstudy run --out results/my_study")
     folder = models_dir(study, fingerprint)
     meta = json.loads((folder / "preprocessing.json").read_text())
     if meta.get("format") != FORMAT:

@@ -12,7 +12,7 @@ and what the run is as tags. A summary run holds the study's report, ``summary.c
 Tracking never blocks or fails a study: the first error (an unreachable server, a missing
 ``mlflow`` package) prints one warning and tracking stops for the rest of the process.
 
-    .venv/bin/python train.py --profile quick --mlflow      # -> results/clothing-quick/mlflow.db
+    fusionstudy run --profile quick --mlflow      # -> results/clothing-quick/mlflow.db
     .venv/bin/mlflow ui --backend-store-uri sqlite:///results/clothing-quick/mlflow.db
 """
 from __future__ import annotations
