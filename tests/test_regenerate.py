@@ -57,3 +57,31 @@ def test_every_referenced_figure_exists(name):
 def test_fusion_docs_table_is_current():
     doc = ROOT / "docs" / "fusion.md"
     assert render_fusion_docs(doc.read_text()) == doc.read_text(), "run `python fusion.py --docs`"
+
+
+@pytest.mark.slow
+def test_committed_primary_verdict_is_deterministic_and_recomputes_from_the_raw_records():
+    """The headline needs no resampling seed (the corrected t interval is a formula), so no reseed
+    can flip it; recomputed here from runs.jsonl with plain numpy, it matches the report's."""
+    import json
+
+    import numpy as np
+    from scipy import stats
+
+    from fusionstudy.records import load_study
+    from fusionstudy.report.pooled import primary_facts
+
+    folder = ROOT / "results" / "clothing"
+    facts = primary_facts(load_study(folder))
+    fp = json.loads((folder / "study.json").read_text())["config_fp"]
+    auc: dict = {}
+    for line in (folder / "runs.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["config_fp"] == fp and r["part"] in ("part1", "part2", "reference") and r["training"]["regime"] == "plain":
+            auc.setdefault((r["model"], r.get("split", 0)), []).append(r["metrics"]["test"]["roc_auc"])
+    sizes = json.loads((folder / "split.json").read_text())["stats"]["split_sizes"]
+    for g in facts["gains"]:
+        d = np.array([np.mean(auc[("early_concat", k)]) - np.mean(auc[(g["vs"], k)]) for k in range(10)])
+        half = stats.t.ppf(0.975, 9) * np.sqrt((0.1 + sizes["test"] / sizes["train"]) * d.var(ddof=1))
+        assert g["value"] == pytest.approx(d.mean(), abs=1e-12) and g["lo"] == pytest.approx(d.mean() - half, abs=1e-12)
+    assert f"— **{facts['verdict']}**" in (ROOT / "postmortem.md").read_text()

@@ -272,7 +272,11 @@ def _q6(studies: list[tuple[StudyResults, pd.DataFrame]], margin: float) -> tupl
 
 
 def _contrast_sentence(facts: dict) -> str:
-    f = facts["fusion"]
+    p, f = facts["pooled"], facts["fusion"]
+    if p is not None:
+        b = p["binding_gain"]
+        return (f"the primary contrast pooled over {p['k']} splits is **{p['verdict']}** (closest candidate "
+                f"`{p['binding']}`: {fmt_d(b)}).") if b else f"the primary contrast is **{p['verdict']}**."
     if f is None:
         return "no early fusion was trained."
     return (f"early fusion against the best unimodal model `{f['vs']}` is {fmt_d(f['d'])} — **{f['d']['verdict']}**, "
@@ -298,7 +302,8 @@ def render_postmortem(folders: list[Path], dest: Path) -> str:
            "marginal_k": main.config["study"].get("marginal_k", "K"), "proxies": proxies,
            "proxy_auc": {c: auc[c] for c in proxies},
            "contrast": {"name": missing_proxy[0]["name"], "sentence": _contrast_sentence(missing_proxy[0]),
-                        "verdict": missing_proxy[0]["fusion"]["d"]["verdict"] if missing_proxy[0]["fusion"] else None}
+                        "verdict": missing_proxy[0]["pooled"]["verdict"] if missing_proxy[0]["pooled"] else
+                        missing_proxy[0]["fusion"]["d"]["verdict"] if missing_proxy[0]["fusion"] else None}
            if missing_proxy else None,
            "forest_fig": os.path.relpath(forest, dest.parent),
            "primary_fig": os.path.relpath(main.folder / "figures" / "primary_contrast.png", dest.parent)

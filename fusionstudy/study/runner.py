@@ -40,7 +40,7 @@ from fusionstudy.data import perturb
 from fusionstudy.data.prepare import Prepared, prepare
 from fusionstudy.locations import default_results
 from fusionstudy.models.fusion import parameter_scaling
-from fusionstudy.records import EvalRecord, FailureRecord, PredictionRecord, RunRecord, RunStore, run_key
+from fusionstudy.records import EvalRecord, FailureRecord, PredictionRecord, RunRecord, RunStore
 from fusionstudy.study.comparators import References, late_ensemble, reference_runs, store_ensembles  # noqa: F401
 from fusionstudy.study.executors import RayPool, describe_failure, threads_per_run
 from fusionstudy.study.protocol import SAVED_PARTS, RunSpec, check_data_size, check_models, n_splits, plan, resplit_plan, usable_models  # noqa: F401 (re-exported)
