@@ -141,6 +141,18 @@ def pooled_models(res: StudyResults, table: pd.DataFrame | None = None) -> pd.Da
         splits=("split", "nunique")).sort_values("mean", ascending=False).reset_index(drop=True)
 
 
+def sensitivity(table: pd.DataFrame, a: str, b: str, ratios: dict[str, float]) -> dict:
+    """How the pooled interval of ``a - b`` moves under other defensible choices: the lower and
+    upper bound under each correction ``ratio`` (name -> n_test/n_train-like value; 0 = the naive t
+    interval) and the range of lower bounds when one split at a time is left out."""
+    wide = table.pivot(index="split", columns="model", values="value")
+    d = (wide[a] - wide[b]).dropna().to_numpy()
+    out = {name: nb_interval(d, r) for name, r in ratios.items()}
+    loo = [nb_interval(np.delete(d, i), next(iter(ratios.values())))["lo"] for i in range(len(d))] if len(d) > 2 else []
+    return {"ratios": out, "loo_lo": (min(loo), max(loo)) if loo else None,
+            "all_positive": bool(len(d) and (d > 0).all()), "k": len(d)}
+
+
 def k_tradeoff(sd: float, ratio: float, ks=(2, 3, 5, 10, 20, 40)) -> pd.DataFrame:
     """Expected half-width of the corrected interval for K splits, given the across-split SD of a
     paired difference: ``t_{K-1} · sd · sqrt(1/K + ratio)``. The ``ratio`` floor is why more

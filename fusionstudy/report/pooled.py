@@ -9,6 +9,8 @@ import pandas as pd
 
 from fusionstudy.analysis.pooled import (
     fused_vs_unimodal,
+    pooled_difference,
+    sensitivity,
     k_tradeoff,
     pooled_models,
     split_means,
@@ -44,9 +46,33 @@ def primary_facts(res: StudyResults) -> dict | None:
     if model not in set(table.model) or not unimodal_candidates(table):
         return None
     out = fused_vs_unimodal(res, model, margin, table)
-    binding = next((g for g in out["gains"] if g["vs"] == out["binding"]), None)
-    return {**out, "margin": margin, "k": table.split.nunique(), "binding_gain": binding,
-            "candidates": [g["vs"] for g in out["gains"]]}
+    binding = next(({**g, "margin": margin} for g in out["gains"] if g["vs"] == out["binding"]), None)
+    sizes = res.split["stats"]["split_sizes"]
+    sens = sensitivity(table, model, out["binding"], {
+        "n_test/n_train (used)": train_test_ratio(res), "n_test/(n_train + n_val)": sizes["test"] / (sizes["train"] + sizes["val"]),
+        "none (naive t)": 0.0}) if binding and binding["k"] > 2 else None
+    return {**out, "margin": margin, "k": table.split.nunique(), "binding_gain": binding, "sensitivity": sens,
+            "gains": [{**g, "margin": margin} for g in out["gains"]], "candidates": [g["vs"] for g in out["gains"]]}
+
+
+def pooled_estimate(res: StudyResults, a: str, b: str) -> dict | None:
+    """``a - b`` pooled over the splits (value, corrected interval, margin), or ``None`` without
+    two splits of both."""
+    table = split_means(res)
+    if table.split.nunique() < 2 or not {a, b} <= set(table.model):
+        return None
+    margin = res.config["report"]["margin"]
+    d = pooled_difference(table, a, b, train_test_ratio(res), margin)
+    return {**d, "margin": margin} if d["k"] >= 2 else None
+
+
+def pooled_best(res: StudyResults) -> dict | None:
+    """The model with the highest pooled mean test ROC-AUC (mean of split means), or ``None``."""
+    table = split_means(res)
+    if table.split.nunique() < 2:
+        return None
+    top = pooled_models(res, table).iloc[0]
+    return {"model": top.model, "kind": top.kind, "mean": float(top["mean"]), "splits": int(top.splits)}
 
 
 def pooled_context(res: StudyResults, figdir: Path | None = None, rel=str) -> dict | None:

@@ -40,7 +40,7 @@ from fusionstudy.records import StudyResults, load_study
 from fusionstudy.report.experiments import environment, rules, summary_of
 from fusionstudy.report.figures import figure_forest
 from fusionstudy.report.formats import ci_cell, fmt_d, fmt_int, fmt_iv, fmt_num, md_table
-from fusionstudy.report.pooled import primary_facts
+from fusionstudy.report.pooled import pooled_best, pooled_estimate, primary_facts
 
 
 def _study_facts(res: StudyResults, s: pd.DataFrame, margin: float) -> dict:
@@ -62,8 +62,10 @@ def _study_facts(res: StudyResults, s: pd.DataFrame, margin: float) -> dict:
             out["runner_up"] = {"name": r2.model, "val_gap": r1.val_roc_auc_mean - r2.val_roc_auc_mean,
                                 "d": difference(res, ("early_concat", "test", ""), (r2.model, "test", ""), margin)}
     if base["classical"] and "early_concat" in set(s.model):
-        out["classical"] = {"name": base["classical"], "d": difference(res, (base["classical"], "test", ""),
-                                                                        ("early_concat", "test", ""), margin)}
+        pooled = pooled_estimate(res, base["classical"], "early_concat")
+        out["classical"] = {"name": base["classical"], "pooled": pooled is not None,
+                            "d": pooled or difference(res, (base["classical"], "test", ""), ("early_concat", "test", ""), margin)}
+    out["pooled_best"] = pooled_best(res)
     if not g.empty:
         neural, cls = g[g.kind != "reference"], g[g.kind == "reference"]
         by = lambda d: {v: list(d[d.unimodal_verdict == v].model) for v in (HELPS, EQUIVALENT, INCONCLUSIVE, HURTS)}  # noqa: E731
