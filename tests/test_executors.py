@@ -17,7 +17,7 @@ pytest.importorskip("ray")
 def _small_real_study(executor: str):
     """The default dataset, 1,500 rows: 4 models x 2 seeds, one ModDrop model, one Part 5 point per modality."""
     return load_config("clothing", "quick", [
-        "dataset.subsample=1500", "study.seeds=[0, 1]", "study.references=false", "study.bootstrap=50",
+        "dataset.subsample=1500", "study.seeds=[0, 1]", "study.splits=1", "study.references=false", "study.bootstrap=50",
         'study.models=["text_only", "tabular_only", "early_concat", "gmu"]', 'study.moddrop_models=["early_concat"]',
         'study.imbalance_models=["early_concat"]', "study.corrupt_levels=[]", "study.truncate_levels=[]",
         "study.subsample_levels=[0.5]", "study.noise_levels=[1.0]", "study.permutations=1", "study.save_models=false",

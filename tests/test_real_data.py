@@ -23,7 +23,7 @@ def test_bundled_dataset_matches_the_spec():
 def test_study_end_to_end_on_a_subsample(tmp_path):
     from fusionstudy.study.runner import run_study
     cfg = load_config("clothing", "quick",
-                      ["dataset.subsample=6000", "study.seeds=[0]", "train.max_epochs=3", "study.bootstrap=50",
+                      ["dataset.subsample=6000", "study.seeds=[0]", "study.splits=1", "train.max_epochs=3", "study.bootstrap=50",
                        'study.models=["text_only", "tabular_only", "early_concat", "late_logit_avg"]'])
     folder = run_study(cfg, str(tmp_path / "res"))
     from fusionstudy.report.write import write_reports

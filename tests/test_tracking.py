@@ -58,11 +58,11 @@ def test_mlflow_gets_one_run_per_trained_model_and_seed_with_curves_and_a_summar
     assert summary.data.metrics["runs_trained"] == json.loads((folder / "study.json").read_text())["runs_trained"]
 
 
-def test_an_unreachable_mlflow_tracker_warns_once_and_the_study_goes_on(tmp_path, capsys):
+def test_an_unreachable_mlflow_tracker_warns_once_and_the_study_goes_on(tmp_path, caplog):
     cfg = _study(tmp_path, "http://127.0.0.1:9")  # nothing listens on the discard port
     cfg.study.models, cfg.study.seeds = ["tabular_only"], [0]
     folder = run_study(cfg, str(tmp_path / "res"))
     log_summary(cfg.tracking, folder, [folder / "study.json"])
-    out = capsys.readouterr().out
-    assert out.count("warning: MLflow tracking at http://127.0.0.1:9") == 1
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "MLflow tracking at http://127.0.0.1:9" in r.getMessage()]
+    assert len(warned) == 1
     assert "tabular_only" in {r.model for r in RunStore(folder).records()}
