@@ -18,6 +18,9 @@ from fusionstudy.data.scenarios import SCENARIOS, scenario_config, two_modality_
 from fusionstudy.records import load_study
 from fusionstudy.study.runner import run_study
 
+# integration tests: each scenario trains a small study (~30-50 s); CI runs them with `-m slow`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
