@@ -59,7 +59,7 @@ def test_no_import_cycles_even_inside_functions():
         visit(n)
 
 
-LAYERS = ["locations", "registry", "extras", "config", "metrics", "data", "models", "training", "study", "records", "analysis",
+LAYERS = ["locations", "registry", "extras", "sections", "config", "metrics", "data", "models", "training", "study", "records", "analysis",
           "report", "scoring", "bench", "api", "cli"]
 
 
