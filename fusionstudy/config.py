@@ -17,7 +17,7 @@ from pathlib import Path
 from fusionstudy.data.mmtk import FOLDER_SPLIT_COLUMN, folder_spec
 from fusionstudy.locations import PROFILES, resolve_profile, resolve_spec
 from fusionstudy.registry import FUSION_NAMES, MODALITIES, TRAINABLE_NAMES, UNIMODAL_NAMES, model_spec
-from fusionstudy.sections import NA_VALUES, DatasetConfig, SplitConfig, TabularConfig, TextConfig  # noqa: F401 (re-exported)
+from fusionstudy.sections import NA_VALUES, DatasetConfig, SplitConfig, TabularConfig, TextConfig  # re-exported
 
 SCHEDULES = ("constant", "linear")
 # A Multimodal-Toolkit folder (train.csv, val.csv, test.csv, column_info.json): the keys its
