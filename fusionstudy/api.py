@@ -86,6 +86,48 @@ def _remove_if_only_the_lock(folder: Path) -> None:
         folder.rmdir()
 
 
+def forecast(cfg: Config, data: pd.DataFrame | str | Path | None = None, out: str | Path | None = None) -> pd.DataFrame:
+    """Is the second modality worth fusing? The before-fusion forecast (:mod:`fusionstudy.analysis.forecast`),
+    from two classical unimodal models fit on train rows and a cross-fitted stack on validation rows,
+    with no fused model trained and no test row read.
+
+    Fits the forecast of every split clean and of every Part 5 point of the main split, stores them
+    in ``out``'s ``forecasts.jsonl`` (default: the study's results folder; a later ``run_study``
+    reuses them), and returns one row per situation: ``situation``, ``splits``, ``auc_<modality>``,
+    ``auc_stack``, ``better``, ``gain`` (forecast ROC-AUC gain of the stack over the better
+    unimodal model), ``lo``/``hi`` (95% interval, Nadeau–Bengio over splits), ``verdict`` (the
+    study's rule at ``report.margin``) and ``p_helps`` (the power of that rule at the forecast gain).
+    Cost: a few seconds per situation (``study.splits`` + the Part 5 grid; set
+    ``study.subsample_levels`` etc. to ``[]`` for the clean forecast alone).
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        As :func:`run_study`; also for data with fewer than two modalities.
+    """
+    from fusionstudy.analysis.forecast import forecast_frame
+    from fusionstudy.data.prepare import prepare
+    from fusionstudy.records import RunStore
+    from fusionstudy.study.forecast import run_forecasts
+    from fusionstudy.study.runner import results_dir
+
+    validate(cfg)
+    frame = data if isinstance(data, pd.DataFrame) else None
+    if data is not None and frame is None:
+        cfg = replace(cfg, dataset=replace(cfg.dataset, source=str(Path(data).resolve())))
+    folder = Path(out or results_dir(cfg, None)).resolve()
+    prep = prepare(cfg, frame)
+    if len(prep.modalities) < 2:
+        raise ValueError(f"the forecast needs two modalities; the data has {list(prep.modalities)}: "
+                         "declare text and tabular columns in the spec")
+    with writer_lock(folder, "fusionstudy forecast", hint="pass a writable folder as --out"):
+        run_forecasts(cfg, folder, frame, prep)
+    fp = cfg.fingerprint()
+    records = [r for r in RunStore(folder).forecasts().values() if r.config_fp == fp]
+    sizes = {k: len(v) for k, v in prep.splits.items()}
+    return forecast_frame(records, sizes["test"] / sizes["train"], cfg.report.margin, cfg.study.bootstrap)
+
+
 def predict(study: str | Path, model: str, rows: pd.DataFrame, seed: int | None = None) -> pd.DataFrame:
     """Score ``rows`` with a model a study trained and saved (``study.save_models = true``).
 

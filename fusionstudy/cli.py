@@ -6,6 +6,7 @@
     fusionstudy run --data path/to/folder             # a Multimodal-Toolkit folder (train/val/test.csv + column_info.json)
     fusionstudy run --set train.lr=0.001 --set study.seeds=[0,1]
     fusionstudy run --set train.executor="ray" --set ray.address="auto"
+    fusionstudy forecast --data lending_club          # before fusing: forecast gain and P(helps), no fused model
     fusionstudy run --profile quick --mlflow          # track in MLflow: <out>/mlflow.db
     fusionstudy report results/clothing               # rebuild one study's summary, figures, experiments.md
     fusionstudy report --all                          # every report of this folder's results/ (the repository's)
@@ -53,6 +54,20 @@ def _run(args: argparse.Namespace) -> None:
     failed = failure_note(res.folder)
     if failed:  # the study and its report are stored; the command still says it did not do everything
         raise RuntimeError(failed)
+
+
+def _forecast(args: argparse.Namespace) -> None:
+    from fusionstudy.api import forecast
+
+    cfg = load_config(args.data, args.profile, args.set)
+    table = forecast(cfg, out=args.out)
+    cells = table.assign(**{c: table[c].map("{:+.4f}".format) for c in ("gain", "lo", "hi")},
+                         p_helps=table.p_helps.map("{:.2f}".format))
+    print(cells.drop(columns=[c for c in table if c.startswith("auc_")]).to_string(index=False))
+    clean = table[table.situation == "clean"].iloc[0]
+    print(f"\nforecast (clean, {clean.splits} split(s)): fusing gains {clean.gain:+.4f} ROC-AUC "
+          f"[{clean.lo:+.4f}, {clean.hi:+.4f}] over the better modality ({clean.better}): {clean.verdict} at margin "
+          f"{cfg.report.margin}; P(a study calls it helps) = {clean.p_helps:.2f}")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -147,6 +162,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="train only; `fusionstudy report` writes it later")
     p.add_argument("--root", default=".", help="the folder the report's commands are run from (default: here)")
     p.set_defaults(func=_run)
+    p = sub.add_parser("forecast", help="before training any fusion: forecast its gain from unimodal models")
+    _study_options(p)
+    p.add_argument("--out", default=None, help="results folder (default ./results/<dataset.name>[-<profile>])")
+    p.set_defaults(func=_forecast)
     p = sub.add_parser("report", help="rebuild reports from stored results (no training, no torch)")
     p.add_argument("folder", nargs="?", default=None, help="one results folder (default: --all)")
     p.add_argument("--dest", default=None, help="where to write that folder's experiments.md")

@@ -132,6 +132,7 @@ class StudyConfig:
     corrupt_levels: list[float] = field(default_factory=lambda: [0.3, 0.6, 1.0])
     truncate_levels: list[int] = field(default_factory=lambda: [32, 8, 2])
     references: bool = True
+    forecast: bool = True  # the before-fusion forecast (study.forecast, analysis.forecast): forecasts.jsonl
     # Part 3's inference-time perturbations beyond clean/remove/missing (drop, noise, typos,
     # masking, shuffles, the text-missing subset); false leaves them out of every run's evaluation
     robustness: bool = True

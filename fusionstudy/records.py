@@ -206,6 +206,29 @@ def to_json(record) -> str:
     return json.dumps(dataclasses.asdict(record))
 
 
+@dataclass
+class ForecastRecord:
+    """One before-fusion forecast input (:mod:`fusionstudy.study.forecast`): the validation
+    probabilities of one classical unimodal model per modality, fit on the train rows of split
+    ``split`` (weakened as Part 5's point ``weaken`` = ``"kind:modality:level"``, or clean ``""``).
+
+    ``proba`` maps modality -> ``(n_val, n_classes)`` probabilities as nested lists (rounded to 6
+    decimals); ``y`` the validation class indices; ``models`` what was fit (hyper-parameters);
+    ``seconds`` the fit wall time; ``git``/``created`` the code and UTC time that made it (the
+    forecast's commit precedes any later result it is scored against)."""
+
+    key: str
+    config_fp: str
+    split: int
+    weaken: str
+    y: list
+    proba: dict
+    models: dict
+    seconds: float
+    git: str
+    created: str
+
+
 def _kind_of(d: dict) -> str:
     """The kind of an old record: its registry entry's (a ModDrop model's name carries a suffix)."""
     spec = MODELS.get(d["model"])
@@ -278,6 +301,7 @@ class RunStore:
         self.preds_path = self.folder / "predictions.jsonl"
         self.evals_path = self.folder / "evals.jsonl"
         self.failures_path = self.folder / "failures.jsonl"
+        self.forecasts_path = self.folder / "forecasts.jsonl"
 
     def records(self) -> list[RunRecord]:
         """Every stored run record, oldest first. A run key stored twice (two studies writing one
@@ -314,6 +338,14 @@ class RunStore:
         for path, objs in ((self.preds_path, [preds] if preds else []), (self.evals_path, evals or []),
                            (self.runs_path, [record])):
             _append_lines(path, objs)
+
+    def forecasts(self) -> dict[str, ForecastRecord]:
+        """Before-fusion forecast records by key (the last one wins)."""
+        return {d["key"]: ForecastRecord(**_fields(ForecastRecord, d)) for d in read_jsonl(self.forecasts_path)}
+
+    def append_forecast(self, record: ForecastRecord) -> None:
+        """Store one forecast record (flushed and fsynced)."""
+        _append_lines(self.forecasts_path, [record])
 
     def fail(self, failure: FailureRecord) -> None:
         """Store a failed run in ``failures.jsonl`` (flushed and fsynced, like :meth:`append`)."""
@@ -396,6 +428,7 @@ class StudyResults:
     scaling: list[dict] | None = None  # param_scaling.json: fusion-layer parameters per representation size
     resplits: list[RunRecord] = field(default_factory=list)
     splits: dict = field(default_factory=dict)
+    forecasts: list[ForecastRecord] = field(default_factory=list)  # forecasts.jsonl: before-fusion forecast inputs
     cache: dict = field(default_factory=dict, repr=False)  # memo of derived arrays (bootstrap replicates)
 
     @property
@@ -446,4 +479,5 @@ def load_study(folder: Path) -> StudyResults:
     return StudyResults(folder, runs, list(evals.values()), store.predictions(),
                         json.loads((folder / "split.json").read_text()), meta,
                         json.loads(scaling.read_text()) if scaling.is_file() else None, resplits,
-                        json.loads(splits.read_text()) if splits.is_file() else {})
+                        json.loads(splits.read_text()) if splits.is_file() else {},
+                        [f for f in store.forecasts().values() if f.config_fp == meta["config_fp"]])

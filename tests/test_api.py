@@ -51,14 +51,14 @@ def _cli(*args, cwd):
 def test_the_command_lists_its_verbs_and_fails_in_one_line(tmp_path):
     out = _cli("--help", cwd=tmp_path)
     assert out.returncode == 0
-    for verb in ("run", "report", "predict", "bench", "docs", "list"):
+    for verb in ("run", "forecast", "report", "predict", "bench", "docs", "list"):
         assert verb in out.stdout
     bad = _cli("run", "--data", "nope.toml", cwd=tmp_path)  # a data error: exit 1, one line
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0
     assert "nope.toml" in bad.stderr and "bundled: ['clothing', 'clothing_no_rating', 'faa_strikes', 'faa_strikes_no_effect_words', 'lending_club']" in bad.stderr
     usage = _cli("run", "--no-such-flag", cwd=tmp_path)  # a usage error: exit 2
     assert usage.returncode == 2 and "unrecognized arguments: --no-such-flag" in usage.stderr
-    assert "profiles: encoders, full, quick" in _cli("list", cwd=tmp_path).stdout
+    assert "profiles: benchmark, encoders, full, quick" in _cli("list", cwd=tmp_path).stdout
 
 
 def test_bundled_names_and_files_load_alike(tmp_path):

@@ -247,31 +247,6 @@ def difference_on(res: StudyResults, a: tuple, b: tuple, seeds, margin: float) -
     return {**out, "verdict": rule(out["lo"], out["hi"], margin), "margin": margin}
 
 
-def _logits(p: np.ndarray) -> np.ndarray:
-    return np.log(np.clip(p, 1e-12, 1.0))
-
-
-def predicted_gain(res: StudyResults, uni: dict[str, tuple[str, str]], seeds, margin: float,
-                   split: str = "val") -> dict:
-    """Is fusion worth it, predicted *before fusing*, from the two unimodal models' predictions on
-    ``split`` (validation by default) alone: the paired gain of their logit average (per seed;
-    softmax of the mean log-probability) over the better of the two (picked on validation), with
-    the same two-level interval and rule as every measured verdict. ``split="test"`` gives the
-    same estimator on test, to measure how optimistic the validation estimate is."""
-    ps = {m: probas(res, u[0], split, u[1], seeds) for m, u in uni.items()}
-    k = max(len(p) for p in ps.values())
-    ps = {m: np.broadcast_to(p, (k, *p.shape[1:])) for m, p in ps.items()}
-    avg = np.exp(sum(_logits(p) for p in ps.values()) / len(ps))
-    avg = avg / avg.sum(axis=2, keepdims=True)
-    val = {m: _val_auc(res, *u, seeds) for m, u in uni.items()}
-    best = max(val, key=val.get)
-    name = ("late_avg", split) + tuple(sorted(uni.values())) + (tuple(seeds or ()),)
-    t_avg = (*_per_seed(res, name, avg, split), tuple(seeds or ()))
-    t_best = term(res, uni[best][0], split, uni[best][1], seeds)
-    out = combine([(1.0, t_avg), (-1.0, t_best)])
-    return {**out, "verdict": rule(out["lo"], out["hi"], margin), "better": best, "margin": margin}
-
-
 def subset_interval(res: StudyResults, model: str, rows: np.ndarray) -> dict[str, float]:
     """Seed-mean test ROC-AUC of ``model`` on the test rows ``rows`` alone, with its two-level
     interval (the subset's own row resamples)."""

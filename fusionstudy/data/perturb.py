@@ -24,6 +24,7 @@ Severity semantics:
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -209,3 +210,23 @@ def modality_dropout(batch: SplitData, prep: Prepared, p: float, rng: np.random.
         if lose[:, j].any():
             batch = remove(batch, prep, m, np.flatnonzero(lose[:, j]))
     return batch
+
+
+def weakened(prep: Prepared, weaken: tuple, seed: int) -> Prepared:
+    """``prep`` with a Part 5 weakening ``(kind, modality, level)`` applied: ``subsample`` keeps the
+    modality on a fraction of *train* rows (removed on the rest), ``corrupt`` corrupts it on
+    *train* rows at the given rate; ``truncate`` cuts text to k tokens on *every* split. Val/test
+    stay clean otherwise."""
+    if not weaken:
+        return prep
+    kind, modality, level = weaken
+    splits = dict(prep.splits)
+    if kind == "subsample":
+        splits["train"] = drop(splits["train"], prep, modality, 1.0 - level, seed)
+    elif kind == "corrupt":
+        splits["train"] = corrupt(splits["train"], prep, modality, level, seed)
+    elif kind == "truncate":
+        splits = {k: truncate(v, prep, int(level)) for k, v in splits.items()}
+    else:
+        raise ValueError(f"unknown weakening {kind!r}; use subsample, corrupt or truncate")
+    return replace(prep, splits=splits, weakening=tuple(weaken))

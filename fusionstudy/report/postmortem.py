@@ -12,12 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import chi2
-from sklearn.metrics import cohen_kappa_score
 
 from fusionstudy.analysis.tables import (
-    CLEAN_LEVEL,
     eval_frame,
-    imbalance_points,
     scaling_slopes,
     unimodal,
     unimodal_name,
@@ -30,8 +27,6 @@ from fusionstudy.analysis.verdicts import (
     baselines,
     difference,
     gains_table,
-    predicted_gain,
-    situation,
     subset_interval,
     value,
 )
@@ -39,6 +34,7 @@ from fusionstudy.analysis.pooled import decisions_at_val_threshold, fused_vs_uni
 from fusionstudy.records import StudyResults, load_study
 from fusionstudy.report.experiments import environment, rules, summary_of
 from fusionstudy.report.figures import figure_forest
+from fusionstudy.report.forecast import forecast_facts
 from fusionstudy.report.formats import ci_cell, fmt_d, fmt_int, fmt_iv, fmt_num, md_table
 from fusionstudy.report.pooled import pooled_best, pooled_estimate, primary_facts
 
@@ -225,54 +221,6 @@ def _q5(res: StudyResults, s: pd.DataFrame) -> dict | None:
             "text_share": float((trained.params_enc_text / trained.params_total).mean()) if len(trained) else float("nan")}
 
 
-def _situations(res: StudyResults, s: pd.DataFrame) -> list[tuple[str, dict, str, tuple | None]]:
-    """(name, unimodal units, weakening tag, seeds) of every measured situation with early fusion."""
-    ut, ub = unimodal_name(s, "text"), unimodal_name(s, "tabular")
-    if not (ut and ub and "early_concat" in set(s.model)):
-        return []
-    out = [(f"{res.name} (clean)", {"text": (ut, ""), "tabular": (ub, "")}, "", None)]
-    pts = imbalance_points(res)
-    seeds = tuple(sorted({r.seed for r in res.runs if r.training.regime == "weakened"}))
-    if not pts.empty:
-        for (kind, mod, level), g in pts.groupby(["kind", "modality", "level"], sort=False):
-            if level == str(CLEAN_LEVEL[kind]) or "early_concat" not in set(g.model) or \
-                    not ((g.model_kind == "unimodal") & (g.model_modalities == mod)).any():
-                continue
-            other = "tabular" if mod == "text" else "text"
-            tag = f"{kind}:{mod}:{level}"
-            out.append((f"{res.name}: {kind} {mod} = {level}", {mod: ({"text": ut, "tabular": ub}[mod], tag),
-                                                                 other: ({"text": ut, "tabular": ub}[other], "")}, tag, seeds))
-    return out
-
-
-def _q6(studies: list[tuple[StudyResults, pd.DataFrame]], margin: float) -> tuple[str, dict]:
-    """Predicted (validation, before fusing) against measured (test, early fusion trained) in every
-    situation; scored against the constant prediction and with Cohen's kappa."""
-    rows, pred, meas, optimism = [], [], [], []
-    for res, s in studies:
-        for name, uni, tag, seeds in _situations(res, s):
-            m = situation(res, "early_concat", uni, tag, margin, seeds)
-            p = predicted_gain(res, uni, m["seeds"], margin)
-            t = predicted_gain(res, uni, m["seeds"], margin, split="test")
-            pred.append(p["verdict"] == HELPS)
-            meas.append(m["gain"]["verdict"] == HELPS)
-            optimism.append(p["value"] - t["value"])
-            rows.append({"situation": name, "seeds": str(len(m["seeds"])),
-                         "predicted: logit average − better unimodal (val)": f"{fmt_d(p)} {p['verdict']}",
-                         "same estimator on test": fmt_d(t),
-                         "measured: early_concat − stronger unimodal (test)": f"{fmt_d(m['gain'])} {m['gain']['verdict']}",
-                         "match (helps or not)": "yes" if pred[-1] == meas[-1] else "no"})
-    n, pred, meas = len(rows), np.array(pred), np.array(meas)
-    if not n:
-        return "No situation with both unimodal models and early fusion.", {"n": 0}
-    kappa = float(cohen_kappa_score(meas, pred)) if len(set(pred) | set(meas)) > 1 else float("nan")
-    return md_table(pd.DataFrame(rows)), {
-        "hits": int((pred == meas).sum()), "n": n, "rate": float((pred == meas).mean()),
-        "pred_help": int(pred.sum()), "meas_help": int(meas.sum()),
-        "constant": max(int(meas.sum()), n - int(meas.sum())), "constant_says": "helps" if meas.mean() > 0.5 else "does not help",
-        "kappa": kappa, "optimistic": int(np.sum(np.array(optimism) > 0)), "optimism": float(np.mean(optimism))}
-
-
 def _contrast_sentence(facts: dict) -> str:
     p, f = facts["pooled"], facts["fusion"]
     if p is not None:
@@ -298,7 +246,7 @@ def render_postmortem(folders: list[Path], dest: Path) -> str:
                      if proxies and not set(proxies) & set(r.config["dataset"]["numeric"] + r.config["dataset"]["categorical"])]
     q2_table, q2 = _q2(main, s, rl["margin"])
     q4_table, q4 = _q4(main, s)
-    q6_table, q6 = _q6(studies, rl["margin"])
+    q6_table, q6 = forecast_facts(studies, rl["margin"])
     forest = figure_forest({r.name: sm for r, sm in studies}, main.folder / "figures" / "forest_roc_auc.png")
     ctx = {"studies": facts, "rules": rl, "n_test": len(main.split["y_test"]), "n_boot": main.config["study"]["bootstrap"],
            "marginal_k": main.config["study"].get("marginal_k", "K"), "proxies": proxies,

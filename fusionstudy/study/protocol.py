@@ -105,14 +105,21 @@ def plan(cfg: Config, modalities: tuple[str, ...] = ("tabular", "text")) -> dict
     two = len(modalities) == 2
     moddrop = [_spec(n, s, "part3", modalities, Training.of(st.moddrop_p), "_moddrop")
                for n in st.moddrop_models for s in st.seeds] if two else []
-    grid = [("subsample", m, f) for m in modalities for f in st.subsample_levels]
-    grid += [("corrupt", m, r) for m in modalities for r in st.corrupt_levels]
-    grid += [("truncate", "text", k) for k in st.truncate_levels if "text" in modalities]
+    grid = part5_grid(cfg, modalities)
     # a unimodal model of the *other* modality is unaffected by the weakening: Parts 1-2 hold it
     # ordered point, seed, model: the models of one (point, seed) share one weakened copy of the data
     part5 = [_spec(n, s, "part5", modalities, Training.of(weaken=w)) for w in grid for s in st.imbalance_seeds
              for n in st.imbalance_models if two and MODELS[n].reads(modalities) != tuple(o for o in modalities if o != w[1])]
     return {"main": main, "part3": moddrop, "part5": part5}
+
+
+def part5_grid(cfg: Config, modalities: tuple[str, ...]) -> list[tuple]:
+    """Part 5's weakenings ``(kind, modality, level)``: subsample and corrupt each modality at
+    ``study.subsample_levels`` / ``study.corrupt_levels``, truncate text at ``study.truncate_levels``."""
+    st = cfg.study
+    grid = [("subsample", m, f) for m in modalities for f in st.subsample_levels]
+    grid += [("corrupt", m, r) for m in modalities for r in st.corrupt_levels]
+    return grid + [("truncate", "text", k) for k in st.truncate_levels if "text" in modalities]
 
 
 def check_data_size(cfg: Config, n_train: int) -> None:

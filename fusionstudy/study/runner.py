@@ -37,11 +37,13 @@ from tqdm import tqdm
 
 from fusionstudy.config import Config
 from fusionstudy.data import perturb
+from fusionstudy.data.perturb import weakened
 from fusionstudy.data.prepare import Prepared, prepare
 from fusionstudy.locations import default_results
 from fusionstudy.models.fusion import parameter_scaling
 from fusionstudy.records import EvalRecord, FailureRecord, PredictionRecord, RunRecord, RunStore
 from fusionstudy.study.comparators import References, late_ensemble, reference_runs, store_ensembles  # noqa: F401
+from fusionstudy.study.forecast import run_forecasts
 from fusionstudy.study.executors import RayPool, describe_failure, threads_per_run
 from fusionstudy.study.protocol import SAVED_PARTS, RunSpec, check_data_size, check_models, n_splits, plan, resplit_plan, usable_models  # noqa: F401 (re-exported)
 from fusionstudy.study.provenance import CODE, git_hash, make_record, rules_record  # noqa: F401 (re-exported)
@@ -52,26 +54,6 @@ from fusionstudy.training.evaluation import eval_suite, evaluate, fusion_diagnos
 from fusionstudy.training.loop import background_rows, fit, make_model, predict
 
 log = logging.getLogger(__name__)
-
-def weakened(prep: Prepared, weaken: tuple, seed: int) -> Prepared:
-    """``prep`` with a Part 5 weakening ``(kind, modality, level)`` applied: ``subsample`` keeps the
-    modality on a fraction of *train* rows (removed on the rest), ``corrupt`` corrupts it on
-    *train* rows at the given rate; ``truncate`` cuts text to k tokens on *every* split. Val/test
-    stay clean otherwise."""
-    if not weaken:
-        return prep
-    kind, modality, level = weaken
-    splits = dict(prep.splits)
-    if kind == "subsample":
-        splits["train"] = perturb.drop(splits["train"], prep, modality, 1.0 - level, seed)
-    elif kind == "corrupt":
-        splits["train"] = perturb.corrupt(splits["train"], prep, modality, level, seed)
-    elif kind == "truncate":
-        splits = {k: perturb.truncate(v, prep, int(level)) for k, v in splits.items()}
-    else:
-        raise ValueError(f"unknown weakening {kind!r}; use subsample, corrupt or truncate")
-    return replace(prep, splits=splits, weakening=tuple(weaken))
-
 
 def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = None, progress=None,
               weak: Prepared | None = None, save_dir: Path | None = None
@@ -289,6 +271,10 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
         save_preprocessing(prep, cfg, models)
     suite = eval_suite(prep, cfg, full=cfg.study.robustness)
     secs = {"data": time.perf_counter() - t_start, "reference": 0.0}
+    if cfg.study.forecast:  # before any fused model exists: the forecast's records predate what they predict
+        t0 = time.perf_counter()
+        run_forecasts(cfg, folder, data, prep)
+        secs["forecast"] = time.perf_counter() - t0
     done = store.done_keys()
     parts = plan(cfg, prep.modalities)
     todo = {k: [sp for sp in v if sp.key(fp) not in done] for k, v in parts.items()}
