@@ -36,11 +36,13 @@ from fusionstudy.analysis.verdicts import (
     value,
 )
 from fusionstudy.analysis.pooled import decisions_at_val_threshold, fused_vs_unimodal, split_means
+from fusionstudy.analysis.trends import sweep_trends
 from fusionstudy.records import StudyResults, load_study
 from fusionstudy.report.experiments import environment, rules, summary_of
 from fusionstudy.report.figures import figure_forest
 from fusionstudy.report.formats import ci_cell, fmt_d, fmt_int, fmt_iv, fmt_num, md_table
 from fusionstudy.report.pooled import pooled_best, pooled_estimate, primary_facts
+from fusionstudy.report.robustness import trend_cell
 
 
 def _study_facts(res: StudyResults, s: pd.DataFrame, margin: float) -> dict:
@@ -112,7 +114,7 @@ def _costs(res: StudyResults, s: pd.DataFrame, vs: str | None) -> dict | None:
         return None
     u, f = s[s.model == vs].iloc[0], s[s.model == "early_concat"].iloc[0]
     du, df = decisions_at_val_threshold(res, vs), decisions_at_val_threshold(res, "early_concat")
-    return {"vs": vs, "ece_uni": u.test_ece_mean, "ece_fused": f.test_ece_mean, "rec_uni": du["minority_recall"],
+    return {"vs": vs, "binary": len(res.split["classes"]) == 2, "ece_uni": u.test_ece_mean, "ece_fused": f.test_ece_mean, "rec_uni": du["minority_recall"],
             "rec_fused": df["minority_recall"], "bal_uni": du["balanced_accuracy"], "bal_fused": df["balanced_accuracy"],
             "f1_uni": du["f1"], "f1_fused": df["f1"], "params_uni": u.params_total, "params_fused": int(f.params_total),
             "secs_uni": u.train_seconds_mean, "secs_fused": f.train_seconds_mean}
@@ -137,12 +139,13 @@ def _q2(res: StudyResults, s: pd.DataFrame, margin: float) -> tuple[str, dict]:
                                                  for x in (HELPS, EQUIVALENT, INCONCLUSIVE, HURTS)}}
 
 
-def _majority_share(res: StudyResults, model: str, pos_rate: float) -> float:
-    """Share of test rows a fused model assigns to the majority class at 0.5 with the tabular side
-    removed (seed mean; binary labels)."""
-    p = [res.preds[r.run_key].proba("remove:tabular", 2)[:, 1] for r in res.runs
+def _majority_share(res: StudyResults, model: str, majority: int) -> float:
+    """Share of test rows a fused model assigns to the majority (most frequent test) class — its most
+    probable class, i.e. threshold 0.5 for two classes — with the tabular side removed (seed mean)."""
+    n_cls = len(res.split["classes"])
+    p = [res.preds[r.run_key].proba("remove:tabular", n_cls) for r in res.runs
          if r.model == model and r.training.regime != "weakened" and "remove:tabular" in res.preds[r.run_key].perturbed]
-    return float(np.mean([np.mean((x >= 0.5) == (pos_rate >= 0.5)) for x in p])) if p else float("nan")
+    return float(np.mean([np.mean(x.argmax(axis=1) == majority) for x in p])) if p else float("nan")
 
 
 def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
@@ -165,8 +168,8 @@ def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
              "rows without text": fmt_d(subset_interval(res, m, rows_missing), False) if len(rows_missing) else "n/a"}
             for m in fused]
     ut, ub = unimodal_name(s, "text"), unimodal_name(s, "tabular")
-    pos_rate = float(np.mean(np.asarray(res.split["y_test"]) == 1))
-    share = {m: _majority_share(res, m, pos_rate) for m in fused}
+    counts = np.bincount(np.asarray(res.split["y_test"]), minlength=len(res.split["classes"]))
+    share = {m: _majority_share(res, m, int(np.argmax(counts))) for m in fused}
     majority = share["early_concat"]
     acc = float(ev[(ev.model == "early_concat") & (ev.perturbation == "remove") & (ev.modality == "tabular")].accuracy.mean())
     out = {"table": md_table(pd.DataFrame(rows)), "n_missing": len(rows_missing), "uni_tab": ub, "uni_text": ut,
@@ -175,7 +178,8 @@ def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
            "no_tab_int": value(res, "early_concat", "remove:tabular"),
            "vs_tab": difference(res, ("early_concat", f"{cond}:text", ""), (ub, "test", ""), margin),
            "vs_text": difference(res, ("early_concat", f"{cond}:tabular", ""), (ut, "test", ""), margin),
-           "majority": majority if majority >= 0.98 else None, "acc": acc, "pos_rate": pos_rate,
+           "majority": majority if majority >= 0.98 else None, "acc": acc, "majority_rate": float(counts.max() / counts.sum()),
+           "majority_class": res.split["classes"][int(np.argmax(counts))],
            "also_majority": [m for m, v in share.items() if v >= 0.98 and m != "early_concat"],
            "moddrop": None, "moddrop_p": res.config["study"]["moddrop_p"]}
     md = s[(s.regime == "moddrop") & (s.fusion == "early_concat")].model
@@ -273,6 +277,18 @@ def _q6(studies: list[tuple[StudyResults, pd.DataFrame]], margin: float) -> tupl
         "kappa": kappa, "optimistic": int(np.sum(np.array(optimism) > 0)), "optimism": float(np.mean(optimism))}
 
 
+def _trends(res: StudyResults, s: pd.DataFrame, rl: dict) -> dict | None:
+    """Part 5 in one paragraph: the primary fused model's gain trend per sweep (``analysis.trends``)
+    and the labels of every fused model."""
+    uni = {m: unimodal_name(s, m) for m in ("text", "tabular")}
+    trends = sweep_trends(res, imbalance_points(res), uni, rl["margin"])
+    if not trends:
+        return None
+    own = [t for t in trends if t["model"] == rl["primary"]]
+    return {"model": rl["primary"], "own": [{**t, "cell": trend_cell(t)} for t in own], "n": len(trends),
+            "counts": {lab: sum(t["label"] == lab for t in trends) for lab in dict.fromkeys(t["label"] for t in trends)}}
+
+
 def _contrast_sentence(facts: dict) -> str:
     p, f = facts["pooled"], facts["fusion"]
     if p is not None:
@@ -312,7 +328,9 @@ def render_postmortem(folders: list[Path], dest: Path) -> str:
            if (main.folder / "figures" / "primary_contrast.png").is_file() else None, "q1_table": _q1_table(facts, [sm for _, sm in studies], rl["margin"]),
            "costs": _costs(main, s, baselines(s)["unimodal"]), "q1_pooled": _q1_pooled(studies, rl["margin"]), "q2_table": q2_table, "q2": q2,
            "q3": _q3(main, s, rl["margin"]), "q4_table": q4_table, "q4": q4, "q5": _q5(main, s),
-           "q6_table": q6_table, "q6": q6, "imb_seeds": len({r.seed for r in main.runs if r.training.regime == "weakened"})}
+           "q6_table": q6_table, "q6": q6, "trends": _trends(main, s, rl),
+           "datasets": list(dict.fromkeys(r.config["dataset"].get("source", r.name) for r, _ in studies)),
+           "encoder": main.config.get("text", {}).get("encoder", "bag"), "n_classes": len(main.split["classes"]), "imb_seeds": len({r.seed for r in main.runs if r.training.regime == "weakened"})}
     env = environment()
     env.filters.update(diff0=lambda d: fmt_d(d, False), f1=lambda v: f"{v:.1f}")
     return env.get_template("postmortem.md.j2").render(ctx)
