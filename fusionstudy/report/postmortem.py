@@ -13,12 +13,15 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
+from fusionstudy.analysis.pooled import decisions_at_val_threshold, fused_vs_unimodal, split_means
 from fusionstudy.analysis.tables import (
     eval_frame,
+    imbalance_points,
     scaling_slopes,
     unimodal,
     unimodal_name,
 )
+from fusionstudy.analysis.trends import sweep_trends
 from fusionstudy.analysis.verdicts import (
     EQUIVALENT,
     HELPS,
@@ -30,13 +33,13 @@ from fusionstudy.analysis.verdicts import (
     subset_interval,
     value,
 )
-from fusionstudy.analysis.pooled import decisions_at_val_threshold, fused_vs_unimodal, split_means
 from fusionstudy.records import StudyResults, load_study
 from fusionstudy.report.experiments import environment, rules, summary_of
 from fusionstudy.report.figures import figure_forest
 from fusionstudy.report.forecast import forecast_facts
 from fusionstudy.report.formats import ci_cell, fmt_d, fmt_int, fmt_iv, fmt_num, md_table
 from fusionstudy.report.pooled import pooled_best, pooled_estimate, primary_facts
+from fusionstudy.report.robustness import trend_cell
 
 
 def _study_facts(res: StudyResults, s: pd.DataFrame, margin: float) -> dict:
@@ -108,7 +111,7 @@ def _costs(res: StudyResults, s: pd.DataFrame, vs: str | None) -> dict | None:
         return None
     u, f = s[s.model == vs].iloc[0], s[s.model == "early_concat"].iloc[0]
     du, df = decisions_at_val_threshold(res, vs), decisions_at_val_threshold(res, "early_concat")
-    return {"vs": vs, "ece_uni": u.test_ece_mean, "ece_fused": f.test_ece_mean, "rec_uni": du["minority_recall"],
+    return {"vs": vs, "binary": len(res.split["classes"]) == 2, "ece_uni": u.test_ece_mean, "ece_fused": f.test_ece_mean, "rec_uni": du["minority_recall"],
             "rec_fused": df["minority_recall"], "bal_uni": du["balanced_accuracy"], "bal_fused": df["balanced_accuracy"],
             "f1_uni": du["f1"], "f1_fused": df["f1"], "params_uni": u.params_total, "params_fused": int(f.params_total),
             "secs_uni": u.train_seconds_mean, "secs_fused": f.train_seconds_mean}
@@ -133,12 +136,13 @@ def _q2(res: StudyResults, s: pd.DataFrame, margin: float) -> tuple[str, dict]:
                                                  for x in (HELPS, EQUIVALENT, INCONCLUSIVE, HURTS)}}
 
 
-def _majority_share(res: StudyResults, model: str, pos_rate: float) -> float:
-    """Share of test rows a fused model assigns to the majority class at 0.5 with the tabular side
-    removed (seed mean; binary labels)."""
-    p = [res.preds[r.run_key].proba("remove:tabular", 2)[:, 1] for r in res.runs
+def _majority_share(res: StudyResults, model: str, majority: int) -> float:
+    """Share of test rows a fused model assigns to the majority (most frequent test) class — its most
+    probable class, i.e. threshold 0.5 for two classes — with the tabular side removed (seed mean)."""
+    n_cls = len(res.split["classes"])
+    p = [res.preds[r.run_key].proba("remove:tabular", n_cls) for r in res.runs
          if r.model == model and r.training.regime != "weakened" and "remove:tabular" in res.preds[r.run_key].perturbed]
-    return float(np.mean([np.mean((x >= 0.5) == (pos_rate >= 0.5)) for x in p])) if p else float("nan")
+    return float(np.mean([np.mean(x.argmax(axis=1) == majority) for x in p])) if p else float("nan")
 
 
 def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
@@ -161,8 +165,8 @@ def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
              "rows without text": fmt_d(subset_interval(res, m, rows_missing), False) if len(rows_missing) else "n/a"}
             for m in fused]
     ut, ub = unimodal_name(s, "text"), unimodal_name(s, "tabular")
-    pos_rate = float(np.mean(np.asarray(res.split["y_test"]) == 1))
-    share = {m: _majority_share(res, m, pos_rate) for m in fused}
+    counts = np.bincount(np.asarray(res.split["y_test"]), minlength=len(res.split["classes"]))
+    share = {m: _majority_share(res, m, int(np.argmax(counts))) for m in fused}
     majority = share["early_concat"]
     acc = float(ev[(ev.model == "early_concat") & (ev.perturbation == "remove") & (ev.modality == "tabular")].accuracy.mean())
     out = {"table": md_table(pd.DataFrame(rows)), "n_missing": len(rows_missing), "uni_tab": ub, "uni_text": ut,
@@ -171,7 +175,8 @@ def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
            "no_tab_int": value(res, "early_concat", "remove:tabular"),
            "vs_tab": difference(res, ("early_concat", f"{cond}:text", ""), (ub, "test", ""), margin),
            "vs_text": difference(res, ("early_concat", f"{cond}:tabular", ""), (ut, "test", ""), margin),
-           "majority": majority if majority >= 0.98 else None, "acc": acc, "pos_rate": pos_rate,
+           "majority": majority if majority >= 0.98 else None, "acc": acc, "majority_rate": float(counts.max() / counts.sum()),
+           "majority_class": res.split["classes"][int(np.argmax(counts))],
            "also_majority": [m for m, v in share.items() if v >= 0.98 and m != "early_concat"],
            "moddrop": None, "moddrop_p": res.config["study"]["moddrop_p"]}
     md = s[(s.regime == "moddrop") & (s.fusion == "early_concat")].model
@@ -221,6 +226,18 @@ def _q5(res: StudyResults, s: pd.DataFrame) -> dict | None:
             "text_share": float((trained.params_enc_text / trained.params_total).mean()) if len(trained) else float("nan")}
 
 
+def _trends(res: StudyResults, s: pd.DataFrame, rl: dict) -> dict | None:
+    """Part 5 in one paragraph: the primary fused model's gain trend per sweep (``analysis.trends``)
+    and the labels of every fused model."""
+    uni = {m: unimodal_name(s, m) for m in ("text", "tabular")}
+    trends = sweep_trends(res, imbalance_points(res), uni, rl["margin"])
+    if not trends:
+        return None
+    own = [t for t in trends if t["model"] == rl["primary"]]
+    return {"model": rl["primary"], "own": [{**t, "cell": trend_cell(t)} for t in own], "n": len(trends),
+            "counts": {lab: sum(t["label"] == lab for t in trends) for lab in dict.fromkeys(t["label"] for t in trends)}}
+
+
 def _contrast_sentence(facts: dict) -> str:
     p, f = facts["pooled"], facts["fusion"]
     if p is not None:
@@ -233,9 +250,10 @@ def _contrast_sentence(facts: dict) -> str:
             f"and the highest test ROC-AUC is `{facts['best'].model}`'s (a best-on-test statement, descriptive only).")
 
 
-def render_postmortem(folders: list[Path], dest: Path) -> str:
+def render_postmortem(folders: list[Path], dest: Path, extra: list[Path] = ()) -> str:
     """Fill ``templates/postmortem.md.j2`` from the stored results of the studies in ``folders``
-    (the first is the main study; the others are contrasts, e.g. the same data without a proxy)."""
+    (the first is the main study; the others are contrasts, e.g. the same data without a proxy).
+    ``extra``: further studies (other datasets, planted scenarios) whose situations Q6 scores too."""
     studies = [(res, summary_of(res)) for res in (load_study(f) for f in folders)]
     main, s = studies[0]
     rl = rules(main)
@@ -246,7 +264,7 @@ def render_postmortem(folders: list[Path], dest: Path) -> str:
                      if proxies and not set(proxies) & set(r.config["dataset"]["numeric"] + r.config["dataset"]["categorical"])]
     q2_table, q2 = _q2(main, s, rl["margin"])
     q4_table, q4 = _q4(main, s)
-    q6_table, q6 = forecast_facts(studies, rl["margin"])
+    q6_table, q6 = forecast_facts(studies + [(r, summary_of(r)) for r in map(load_study, extra)], rl["margin"])
     forest = figure_forest({r.name: sm for r, sm in studies}, main.folder / "figures" / "forest_roc_auc.png")
     ctx = {"studies": facts, "rules": rl, "n_test": len(main.split["y_test"]), "n_boot": main.config["study"]["bootstrap"],
            "marginal_k": main.config["study"].get("marginal_k", "K"), "proxies": proxies,
@@ -260,7 +278,9 @@ def render_postmortem(folders: list[Path], dest: Path) -> str:
            if (main.folder / "figures" / "primary_contrast.png").is_file() else None, "q1_table": _q1_table(facts, [sm for _, sm in studies], rl["margin"]),
            "costs": _costs(main, s, baselines(s)["unimodal"]), "q1_pooled": _q1_pooled(studies, rl["margin"]), "q2_table": q2_table, "q2": q2,
            "q3": _q3(main, s, rl["margin"]), "q4_table": q4_table, "q4": q4, "q5": _q5(main, s),
-           "q6_table": q6_table, "q6": q6, "imb_seeds": len({r.seed for r in main.runs if r.training.regime == "weakened"})}
+           "q6_table": q6_table, "q6": q6, "trends": _trends(main, s, rl),
+           "datasets": list(dict.fromkeys(r.config["dataset"].get("source", r.name) for r, _ in studies)),
+           "encoder": main.config.get("text", {}).get("encoder", "bag"), "n_classes": len(main.split["classes"]), "imb_seeds": len({r.seed for r in main.runs if r.training.regime == "weakened"})}
     env = environment()
     env.filters.update(diff0=lambda d: fmt_d(d, False), f1=lambda v: f"{v:.1f}")
     return env.get_template("postmortem.md.j2").render(ctx)

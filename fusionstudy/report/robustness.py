@@ -21,6 +21,7 @@ from fusionstudy.analysis.tables import (
     robustness_curves,
     unimodal_name,
 )
+from fusionstudy.analysis.trends import X_UNITS, sweep_trends
 from fusionstudy.analysis.verdicts import (
     HURTS,
     difference,
@@ -182,6 +183,24 @@ def _sweep_rows(res: StudyResults, s: pd.DataFrame, pts: pd.DataFrame, kind: str
     return rows, {"stays_strong": stays, "val_range": f"{min(val_seen):.4f}–{max(val_seen):.4f}" if val_seen else ""}
 
 
+def trend_cell(t: dict) -> str:
+    """``-0.0182 [-0.0235, -0.0132] shrinks (beyond the margin)``: a trend's fitted change over its
+    sweep with its interval and label."""
+    size = f" ({t['size']})" if t["size"] else ""
+    return f"{fmt_iv(t['change'], t['change_lo'], t['change_hi'], True, t['margin'])} {t['label']}{size}"
+
+
+def _trends(res: StudyResults, s: pd.DataFrame, pts: pd.DataFrame, margin: float) -> tuple[str | None, list[dict]]:
+    """The Part 5 trend table (one row per sweep and fused model) and the trends themselves."""
+    trends = sweep_trends(res, pts, {m: unimodal_name(s, m) for m in ("text", "tabular")}, margin)
+    rows = [{"sweep": f"{t['modality']}: {SWEEP_TITLES[(t['kind'], t['modality'])]}", "model": t["model"],
+             "levels (x)": ", ".join(f"{lv} ({x:.2f})" for lv, x in zip(t["levels"], t["x"])),
+             "gain per level": ", ".join(f"{g:+.4f}" for g in t["gains"]),
+             "slope per unit of x [95%]": fmt_iv(t["slope"], t["lo"], t["hi"], True),
+             "fitted change over the sweep [95%], label": trend_cell(t)} for t in trends]
+    return (md_table(pd.DataFrame(rows)) if rows else None), trends
+
+
 def part5_context(res: StudyResults, s: pd.DataFrame, rl: dict, figdir: Path, rel) -> dict | None:
     """Per sweep and level: each fused model against the unimodal models on the same seeds, with
     adapts / equivalent / inconclusive / hurts, over-reliance and collapse (``verdicts.situation``)."""
@@ -196,4 +215,7 @@ def part5_context(res: StudyResults, s: pd.DataFrame, rl: dict, figdir: Path, re
     f1 = figure_imbalance(pts, "auc", "test ROC-AUC (seed mean)", figdir / "imbalance_scores.png", refs=True)
     f2 = figure_imbalance(pts, "weak_share", "Shapley share of the weakened modality", figdir / "imbalance_shapley.png", refs=False)
     seeds = sorted({r.seed for r in res.runs if r.training.regime == "weakened"})
-    return {"sweeps": sweeps, "fig_scores": rel(f1), "fig_shares": rel(f2), "seeds": seeds}
+    table, trends = _trends(res, s, pts, rl["margin"])
+    counts = {lab: sum(t["label"] == lab for t in trends) for lab in dict.fromkeys(t["label"] for t in trends)}
+    return {"sweeps": sweeps, "fig_scores": rel(f1), "fig_shares": rel(f2), "seeds": seeds, "trends": table,
+            "trend_counts": counts, "n_trends": len(trends), "x_units": {k: X_UNITS[k] for k in dict.fromkeys(t["kind"] for t in trends)}}

@@ -1,0 +1,79 @@
+"""Issue 19 item 5: every data-dependent sentence of the postmortem is a computed condition. The
+template is rendered for facts that make each condition false (and, for contrast, true); parts of
+the context that a sentence does not read are left lenient (``ChainableUndefined``)."""
+import jinja2
+import pytest
+
+from fusionstudy.report.experiments import environment
+
+
+def _render(**ctx) -> str:
+    env = environment()
+    env.undefined = jinja2.ChainableUndefined  # only the facts under test are given
+    custom = set(env.filters) - set(jinja2.Environment().filters)
+    env.filters.update(diff0=lambda d: "d", f1=lambda v: f"{v:.1f}", diff=lambda d: "d", iv=lambda v: "iv", near=lambda d: "")
+    for name in custom | {"diff0", "f1"}:  # a number filter on an absent fact prints "?"
+        env.filters[name] = lambda v, *a, _f=env.filters[name]: "?" if isinstance(v, jinja2.Undefined) else _f(v, *a)
+    base = {"studies": [{"name": "a", "pooled": None}], "rules": {"margin": 0.005, "history": ""}, "n_classes": 2,
+            "datasets": ["bundled:clothing"], "encoder": "bag", "imb_seeds": 3, "q1_pooled": "", "proxies": [],
+            "q6": {"n": 0}, "q3": None, "costs": None, "trends": None, "q5": None,
+            "q4": {"std_range": [0.5, 2.0], "at_cap": {}}}
+    return env.get_template("postmortem.md.j2").render({**base, **ctx})
+
+
+Q6 = {"n": 10, "studies": 2, "hits": 5, "rate": 0.5, "pred_help": 5, "meas_help": 5, "constant": 5,
+      "constant_says": "helps", "kappa": 0.0, "r": 0.5, "mae": 0.002, "bias": 0.001, "brier": 0.2}
+
+
+@pytest.mark.parametrize("hits, says", [(8, "It beats the constant."), (5, "It does not beat the constant."),
+                                        (3, "It does not beat the constant.")])
+def test_q6_says_it_beats_the_constant_only_when_it_does(hits, says):
+    text = _render(q6={**Q6, "hits": hits})
+    assert says in text
+    if "not" in says:
+        assert "It beats the constant." not in text
+
+
+def test_q6_correlation_and_kappa_sentences_follow_their_values():
+    text = _render(q6={**Q6, "r": float("nan"), "kappa": float("nan")})
+    assert "correlation is undefined" in text and "kappa undefined" in text and "Pearson r" not in text
+    text = _render(q6={**Q6, "r": 0.87, "kappa": 0.4})
+    assert "Pearson r = 0.87" in text and "Cohen's kappa 0.40" in text and "over 10 situations of 2 studies" in text.lower()
+
+
+def test_limits_name_the_datasets_and_encoder_actually_run():
+    text = _render(datasets=["bundled:clothing", "bundled:faa_strikes", "bundled:lending_club"],
+                   studies=[{"name": n, "pooled": None} for n in ("clothing", "faa", "loans")], encoder="minilm")
+    assert "- 3 datasets (3 studies: `clothing`, `faa`, `loans`)." in text and "One dataset" not in text
+    assert "Rating" not in text.split("## Limits")[1]
+    assert "trained from scratch on CPU." not in text and "frozen pretrained minilm" in text
+    assert "- One dataset (1 study: `a`)." in _render() and "Encoders are small and trained from scratch" in _render()
+
+
+COSTS = {"vs": "text_only", "ece_uni": 0.02, "ece_fused": 0.03, "f1_uni": 0.9, "f1_fused": 0.91, "rec_uni": 0.7,
+         "rec_fused": 0.72, "bal_uni": 0.8, "bal_fused": 0.81, "params_uni": 10, "params_fused": 20, "secs_uni": 1.0,
+         "secs_fused": 2.0}
+
+
+def test_multi_class_costs_have_no_threshold_metrics():
+    text = _render(costs={**COSTS, "binary": False}, n_classes=5)
+    costs = text.split("Fusion's costs")[1].split("\n")[0]
+    assert "minority-class recall 0." not in costs and "F1 0." not in costs and "balanced accuracy 0." not in costs
+    assert "multi-class labels: no single decision threshold" in costs and "ECE 0.0200 → 0.0300" in costs
+    binary = _render(costs={**COSTS, "binary": True}).split("Fusion's costs")[1].split("\n")[0]
+    assert "F1 0.9000 → 0.9100; minority-class recall 0.7000 → 0.7200" in binary
+
+
+def test_majority_class_is_the_most_frequent_class_and_threshold_0_5_only_for_two_classes():
+    q3 = {"majority": 0.99, "majority_class": "C", "majority_rate": 0.41, "acc": 0.41, "also_majority": [],
+          "conditional": True, "moddrop": None}
+    text = _render(q3=q3, n_classes=5)
+    assert "to the majority class `C` (the most frequent test class, 0.4100 of test rows; its most probable class;" in text
+    assert "threshold 0.5" not in text
+    assert "i.e. at threshold 0.5" in _render(q3=q3, n_classes=2)
+    assert "majority class" not in _render(q3={**q3, "majority": None}, n_classes=5)
+
+
+def test_each_limit_is_its_own_bullet():
+    limits = _render().split("## Limits of this study")[1]
+    assert "\n- Encoders are small" in limits and "splits.- " not in limits
