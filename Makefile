@@ -10,7 +10,7 @@ PIP := $(PY) -m pip install -q --disable-pip-version-check
 export FUSIONSTUDY_CACHE ?= $(CURDIR)/.cache
 export MPLBACKEND ?= Agg
 
-.PHONY: study test test-fast report venv encoders
+.PHONY: study test test-fast report venv encoders benchmark
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -41,6 +41,12 @@ test-fast: $(VENV_STAMP)
 report: $(VENV_STAMP)
 	$(FS) report --all
 	$(FS) docs
+	$(FS) benchmark --report-only
+
+## Every bundled dataset (FAA strikes, Lending Club, the default and its contrast) and the planted scenarios,
+## resumable, then docs/benchmark.md
+benchmark: $(VENV_STAMP)
+	$(FS) benchmark
 
 ## Text-encoder comparison (bag vs frozen MiniLM; the minilm extra): results/encoders-*/, docs/encoders.md
 encoders: $(VENV_STAMP)

@@ -7,6 +7,7 @@
     fusionstudy run --set train.lr=0.001 --set study.seeds=[0,1]
     fusionstudy run --set train.executor="ray" --set ray.address="auto"
     fusionstudy forecast --data lending_club          # before fusing: forecast gain and P(helps), no fused model
+    fusionstudy benchmark                             # every bundled dataset + planted scenarios -> docs/benchmark.md
     fusionstudy run --profile quick --mlflow          # track in MLflow: <out>/mlflow.db
     fusionstudy report results/clothing               # rebuild one study's summary, figures, experiments.md
     fusionstudy report --all                          # every report of this folder's results/ (the repository's)
@@ -68,6 +69,12 @@ def _forecast(args: argparse.Namespace) -> None:
     print(f"\nforecast (clean, {clean.splits} split(s)): fusing gains {clean.gain:+.4f} ROC-AUC "
           f"[{clean.lo:+.4f}, {clean.hi:+.4f}] over the better modality ({clean.better}): {clean.verdict} at margin "
           f"{cfg.report.margin}; P(a study calls it helps) = {clean.p_helps:.2f}")
+
+
+def _benchmark(args: argparse.Namespace) -> None:
+    from fusionstudy.benchmark import run_benchmark
+
+    print(run_benchmark(Path(args.root), scenarios=not args.no_scenarios, train=not args.report_only))
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -166,6 +173,11 @@ def parser() -> argparse.ArgumentParser:
     _study_options(p)
     p.add_argument("--out", default=None, help="results folder (default ./results/<dataset.name>[-<profile>])")
     p.set_defaults(func=_forecast)
+    p = sub.add_parser("benchmark", help="every bundled dataset and planted scenario, then docs/benchmark.md")
+    p.add_argument("--root", default=".", help="the folder holding results/ and docs/ (default: here)")
+    p.add_argument("--report-only", action="store_true", help="rebuild docs/benchmark.md from stored results")
+    p.add_argument("--no-scenarios", action="store_true", help="leave out the planted scenarios")
+    p.set_defaults(func=_benchmark)
     p = sub.add_parser("report", help="rebuild reports from stored results (no training, no torch)")
     p.add_argument("folder", nargs="?", default=None, help="one results folder (default: --all)")
     p.add_argument("--dest", default=None, help="where to write that folder's experiments.md")

@@ -60,7 +60,7 @@ def test_no_import_cycles_even_inside_functions():
 
 
 LAYERS = ["locations", "registry", "extras", "sections", "config", "metrics", "data", "models", "training", "study", "records", "analysis",
-          "report", "scoring", "bench", "api", "cli"]
+          "report", "scoring", "bench", "api", "benchmark", "cli"]
 
 
 # exceptions to the package order, each with its reason

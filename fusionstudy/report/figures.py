@@ -182,3 +182,31 @@ def figure_primary(gains: list[dict], model: str, margin: float, path: Path) -> 
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
+
+
+def figure_benchmark(rows: list[dict], margin: float, path: Path) -> Path | None:
+    """One row per study: the primary contrast's pooled gain (early fusion minus the binding unimodal
+    candidate) with its corrected 95% interval and per-split dots, the before-fusion forecast as a
+    hollow diamond, the margin ±``margin`` and zero as vertical lines. ``None`` without rows."""
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.55 * len(rows)))
+    for i, r in enumerate(rows[::-1]):
+        g, f = r["gain"], r["forecast"]
+        ax.scatter(g["per_split"], np.full(len(g["per_split"]), i + 0.18), s=10, color="grey", alpha=0.7,
+                   label="one split" if i == 0 else None)
+        ax.errorbar(g["value"], i, xerr=[[g["value"] - g["lo"]], [g["hi"] - g["value"]]], fmt="o", ms=6, capsize=4,
+                    color={"helps": "tab:green", "hurts": "tab:red", "equivalent": "tab:blue"}.get(r["verdict"], "tab:orange"),
+                    label="measured gain, pooled 95% (colour = verdict)" if i == 0 else None)
+        if f:
+            ax.scatter(f["gain"], i - 0.2, marker="D", s=30, facecolors="none", edgecolors="black",
+                       label="before-fusion forecast" if i == 0 else None)
+    for x, ls in ((0, "-"), (margin, "--"), (-margin, "--")):
+        ax.axvline(x, color="black" if x == 0 else "tab:red", ls=ls, lw=1)
+    ax.set_yticks(range(len(rows)), [f"{r['study']}: {r['verdict']}" for r in rows[::-1]])
+    ax.set_xscale("symlog", linthresh=0.02)
+    ax.set_xlabel(f"early fusion − strongest unimodal candidate, test ROC-AUC (symlog; dashed: ±margin {margin})")
+    ax.set_title("Is the second modality worth it? Primary contrast per study", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)

@@ -53,15 +53,22 @@ def write_reports(folder: Path, dest: Path | None = None, root: Path = Path(".")
 
 
 def write_all(root: Path = Path(".")) -> None:
-    """Rebuild everything from ``<root>/results``: ``experiments.md`` (default study), the contrast
-    study's ``experiments.md`` and ``postmortem.md``."""
+    """Rebuild everything from ``<root>/results``: ``experiments.md`` (default study), the
+    ``experiments.md`` and ``summary.csv`` of every other stored benchmark study
+    (:mod:`fusionstudy.report.benchmark`), ``postmortem.md`` (Q1-Q5 from the default study and its
+    contrast; Q6 over every stored study) and ``docs/benchmark.md``."""
+    from fusionstudy.report.benchmark import benchmark_folders, render_benchmark
+
     main, contrast = root / MAIN, root / CONTRAST
     folders = [main] + ([contrast] if (contrast / "study.json").is_file() else [])
-    with ExitStack() as held:  # both studies stay as they are until the postmortem is written
-        for f in folders:
+    others = [f for f in benchmark_folders(root) if f not in folders]
+    with ExitStack() as held:  # every study stays as it is until the postmortem is written
+        for f in folders + others:
             held.enter_context(writer_lock(f, "fusionstudy report --all", hint=READ_ONLY_HINT))
         write_reports(main, root / "experiments.md", root)
-        if (contrast / "study.json").is_file():
-            write_reports(contrast, contrast / "experiments.md", root)
-        (root / "postmortem.md").write_text(render_postmortem(folders, root / "postmortem.md"))
+        for f in folders[1:] + others:
+            write_reports(f, f / "experiments.md", root)
+        (root / "postmortem.md").write_text(render_postmortem(folders, root / "postmortem.md", extra=others))
+        if others:
+            render_benchmark(folders + others, root / "docs" / "benchmark.md")
     log.info(f"wrote {root / 'postmortem.md'}")

@@ -1,0 +1,150 @@
+"""The cross-dataset benchmark page (``docs/benchmark.md``): every bundled dataset and planted scenario,
+judged the same way, from their stored results (``results/<study>/``).
+
+Per study: best unimodal, best neural and best classical fusion (pooled over splits), the primary
+contrast (``report.primary`` against every unimodal candidate, intersection–union rule, Nadeau–Bengio
+interval over splits), dominance (text − tabular unimodal, pooled), removal robustness (the primary
+model with each modality unknown: conditional removal, main split), and the before-fusion forecast
+against the measured primary gain; then the forecast scored over every situation (postmortem Q6's
+table) and one figure: the primary gain per study with its interval, the margin and the forecast.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from fusionstudy.analysis.forecast import situation_forecast
+from fusionstudy.analysis.pooled import pooled_models
+from fusionstudy.analysis.verdicts import removal_table
+from fusionstudy.records import StudyResults, load_study
+from fusionstudy.report.experiments import summary_of
+from fusionstudy.report.figures import figure_benchmark
+from fusionstudy.report.forecast import forecast_facts
+from fusionstudy.report.formats import fmt_d, fmt_iv, md_table
+from fusionstudy.report.pooled import pooled_estimate, primary_facts
+
+REAL = ("clothing", "clothing_no_rating", "faa_strikes", "lending_club")  # the bundled studies, default first
+PLANTED = ("scenario_independent", "scenario_redundant", "scenario_text_only_signal", "scenario_interaction",
+           "scenario_dominant_modality")
+PLANTED_TRUTH = {"scenario_independent": "helps", "scenario_redundant": "equivalent",
+                 "scenario_text_only_signal": "equivalent", "scenario_interaction": "helps",
+                 "scenario_dominant_modality": "helps"}  # data/scenarios.py: the Bayes answers
+
+
+def benchmark_folders(root: Path) -> list[Path]:
+    """The stored studies of the benchmark under ``root/results``, real datasets first."""
+    return [root / "results" / n for n in REAL + PLANTED if (root / "results" / n / "study.json").is_file()]
+
+
+def _best(models: pd.DataFrame, mask) -> str:
+    top = models[mask]
+    return "—" if top.empty else f"`{top.iloc[0].model}` {top.iloc[0]['mean']:.4f}"
+
+
+def _removal(res: StudyResults, s: pd.DataFrame, model: str, margin: float) -> str:
+    t = removal_table(res, s, [model], margin)
+    if t.empty:
+        return "—"
+    row, out = t.iloc[0], []
+    for m in ("text", "tabular"):
+        v = row.get(f"remove_conditional:{m}")
+        if isinstance(v, dict):
+            out.append(f"{m} unknown {v['value'] - row['test']['value']:+.4f}")
+    return "; ".join(out) or "—"
+
+
+def study_row(res: StudyResults) -> dict:
+    """The benchmark facts of one study (raw values; :func:`render_benchmark` formats them)."""
+    s = summary_of(res)
+    margin = res.config["report"]["margin"]
+    models = pooled_models(res)
+    single = ~models.modalities.str.contains("+", regex=False)
+    prim = primary_facts(res)
+    dom = pooled_estimate(res, "text_only", "tabular_only")
+    fc = situation_forecast(res, "", margin)
+    b = prim["binding_gain"] if prim else None
+    times = sorted(r.time for r in res.runs + res.resplits if r.kind == "fusion")
+    fc_git = sorted({f.git[:7] for f in res.forecasts})
+    fc_time = min((f.created for f in res.forecasts), default="")
+    return {"study": res.name, "rows": sum(res.split["stats"]["split_sizes"].values()), "classes": len(res.split.get("classes", [])) or 2,
+            "splits": prim["k"] if prim else 1, "seeds": len(res.config["study"].get("split_seeds") or res.config["study"]["seeds"]),
+            "best_uni": _best(models, single), "best_neural": _best(models, ~single & (models.kind == "fusion")),
+            "best_classical": _best(models, ~single & (models.kind == "reference")),
+            "verdict": prim["verdict"] if prim else "n/a", "binding": prim["binding"] if prim else None, "gain": b,
+            "dominance": dom, "removal": _removal(res, s, res.config["report"].get("primary", "early_concat"), margin),
+            "forecast": fc, "margin": margin, "truth": PLANTED_TRUTH.get(res.name),
+            "forecast_git": ", ".join(fc_git), "forecast_time": fc_time, "first_fused_time": times[0] if times else ""}
+
+
+def _cells(r: dict) -> dict:
+    g, f, m = r["gain"], r["forecast"], r["margin"]
+    return {"study": f"`{r['study']}`", "rows": f"{r['rows']:,}", "splits × seeds": f"{r['splits']} × {r['seeds']}",
+            "best unimodal": r["best_uni"], "best neural fusion": r["best_neural"], "best classical fusion": r["best_classical"],
+            "primary: early_concat − every unimodal [95%]": (f"{fmt_d({**g, 'margin': m})} vs `{r['binding']}`: **{r['verdict']}**"
+                                                              if g else r["verdict"]),
+            "planted truth": r["truth"] or "—",
+            "text − tabular (pooled)": fmt_d(r["dominance"]) if r["dominance"] else "—",
+            "removal (conditional, Δ ROC-AUC)": r["removal"],
+            "forecast [95%], P(helps)": (f"{fmt_iv(f['gain'], f['lo'], f['hi'], True, m)} {f['verdict']}, {f['p_helps']:.2f}"
+                                         if f else "—")}
+
+
+def _verdict_sentence(real: list[dict], planted: list[dict], planted_ok: int) -> str:
+    said = ", ".join(f"`{r['study']}` {r['verdict']}" for r in real) or "nothing"
+    out = f"Real datasets: {len(real)}; the primary contrast says {said}."
+    if planted:
+        wrong = ", ".join(f"`{r['study']}` {r['verdict']} vs {r['truth']}" for r in planted if r["verdict"] != r["truth"])
+        out += f" Planted scenarios: the verdict equals the planted truth in {planted_ok} of {len(planted)}"
+        out += f" ({wrong})." if wrong else "."
+    return out
+
+
+def render_benchmark(folders: list[Path], dest: Path) -> str:
+    """Write the benchmark page for the studies in ``folders`` to ``dest`` (figure beside it in
+    ``dest.parent/figures/benchmark_gain.png``); returns the text."""
+    studies = [load_study(f) for f in folders]
+    rows = [study_row(r) for r in studies]
+    margin = rows[0]["margin"] if rows else 0.005
+    fig = figure_benchmark([r for r in rows if r["gain"]], margin, dest.parent / "figures" / "benchmark_gain.png")
+    q6_table, q6 = forecast_facts([(r, summary_of(r)) for r in studies], margin)
+    real = [r for r in rows if r["truth"] is None]
+    planted = [r for r in rows if r["truth"] is not None]
+    planted_ok = sum(r["verdict"] == r["truth"] for r in planted)
+    order = "\n".join(f"- `{r['study']}`: forecasts made by commit {r['forecast_git'] or 'n/a'} at {r['forecast_time'] or 'n/a'}; "
+                      f"first fused run trained at {r['first_fused_time'] or 'n/a'}" for r in rows)
+    lines = [
+        "# Benchmark: is the second modality worth it, dataset by dataset",
+        "",
+        "Generated by `fusionstudy benchmark` (`make benchmark`) from `results/<study>/`; do not edit by hand. Every study",
+        "is judged the same way: repeated random splits pooled with the Nadeau–Bengio corrected interval, early fusion",
+        "against *every* unimodal candidate (neural and classical; intersection–union rule, margin "
+        f"{margin}), removal with the modality unknown (conditional), and the before-fusion forecast (docs/forecast.md)",
+        "made before any fused model of the study was trained. Pooled test ROC-AUC is the mean of per-split seed means.",
+        "",
+        "## Per study",
+        "",
+        md_table(pd.DataFrame([_cells(r) for r in rows])) if rows else "No benchmark study is stored.",
+        "",
+        f"![primary gain per study]({os.path.relpath(fig, dest.parent)})" if fig else "",
+        "",
+        _verdict_sentence(real, planted, planted_ok),
+        "",
+        "## The before-fusion forecast against what was measured",
+        "",
+        q6_table,
+        "",
+    ]
+    if q6.get("n"):
+        lines += [f"Over {q6['n']} situations of {q6['studies']} studies the forecast label matched the measured one (helps or not) "
+                  f"in {q6['hits']} ({100 * q6['rate']:.1f}%); the constant \"fusion {q6['constant_says']}\" matched {q6['constant']}. "
+                  + (f"Cohen's kappa {q6['kappa']:.2f}. " if q6["kappa"] == q6["kappa"] else "Cohen's kappa is undefined (one side is constant). ")
+                  + (f"Pearson r of forecast and measured gain {q6['r']:.2f}; " if q6["r"] == q6["r"] else "")
+                  + f"mean absolute error {q6['mae']:.4f} ROC-AUC, mean forecast − measured {q6['bias']:+.4f}; "
+                  f"Brier score of P(helps) {q6['brier']:.3f}. Goal (issue 19): hit rate ≥ 90% and above the constant, r ≥ 0.8: "
+                  + ("met." if q6["rate"] >= 0.9 and q6["hits"] > q6["constant"] and q6["r"] >= 0.8 else "not met."), ""]
+    lines += ["## When the forecasts were made", "", order, ""]
+    text = "\n".join(lines)
+    dest.write_text(text)
+    return text
