@@ -106,7 +106,7 @@ def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = N
                       diagnostics=fusion_diagnostics(model, p.splits["test"]), **asdict(res))
     if getattr(regime, "weights", None):
         rec.diagnostics["gblend_weights"] = regime.weights
-    if spec.split == 0 and (spec.part in ("part2", "part4") or tr.regime == "remedy"):
+    if spec.split == 0 and (spec.part in ("part2", "part4") or (tr.regime == "remedy" and not tr.weaken)):
         rec.interaction = {"emap": emap_record(model, p.splits["test"], cfg.study.emap_rows)}
     if suite is None or tr.weaken:
         suite = eval_suite(p, cfg, full=False)
