@@ -125,10 +125,15 @@ def pid_table(res, text_model: str = "text_only", tab_model: str = "tabular_only
     atoms = ("redundancy", "unique_text", "unique_tabular", "synergy", "total")
 
     def decompose(idx: np.ndarray) -> dict[str, float]:
-        d = pid(joint_distribution(x1[idx], x2[idx], y[idx]))
+        try:
+            d = pid(joint_distribution(x1[idx], x2[idx], y[idx]))
+        except np.linalg.LinAlgError:  # a degenerate resample (a singular Newton system): left out as NaN
+            return dict.fromkeys(atoms, np.nan)
         return dict(zip(atoms, (d.redundancy, d.unique1, d.unique2, d.synergy, d.total)))
 
     full = decompose(np.arange(len(y)))
+    if np.isnan(full["total"]):
+        return pd.DataFrame()
     rng = np.random.default_rng(0)
     boots = [decompose(rng.integers(0, len(y), len(y))) for _ in range(n_boot)]
     rows = []
