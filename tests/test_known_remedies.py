@@ -27,7 +27,9 @@ def study(tmp_path_factory):
             folder = tmp_path_factory.mktemp(scenario)
             cfg = scenario_config(folder / "data.csv")
             cfg.study.splits, cfg.study.robustness = 1, False
-            cfg.study.imbalance_models, cfg.study.remedies, cfg.study.remedy_points = [], ["mla"], [""]
+            st = cfg.study  # Part 5 on, with an empty grid: the remedy at the clean point only
+            st.imbalance_models, st.subsample_levels, st.corrupt_levels, st.truncate_levels = ["early_concat"], [], [], []
+            st.remedies, st.remedy_points = ["mla"], [""]
             df = two_modality_frame(scenario)
             df.to_csv(folder / "data.csv", index=False)
             done[scenario] = load_study(run_study(validate(cfg), out=str(folder / "res"), data=df))

@@ -108,6 +108,10 @@ def test_remedy_plan_names_runs_and_matches_the_part5_tags():
     assert {s.training.tag for s in specs} - {""} <= part5_tags
     assert all(s.training.regime == "remedy" and s.part == "part5" for s in specs)
     assert remedy_plan(cfg, ("text",)) == []
+    cfg.study.corrupt_levels = [0.5]  # a point Part 5 does not train has no plain model to compare with
+    assert {s.training.tag for s in remedy_plan(cfg, ("tabular", "text"))} == {"", "subsample:text:0.05"}
+    cfg.study.imbalance_models = []  # remedies run with Part 5
+    assert remedy_plan(cfg, ("tabular", "text")) == []
 
 
 def test_remedy_settings_are_checked_at_load_and_leave_the_fingerprint_alone():

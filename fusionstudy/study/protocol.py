@@ -129,13 +129,18 @@ def remedy_plan(cfg: Config, modalities: tuple[str, ...]) -> list[RunSpec]:
     """The Part 5 remedies: each of ``study.remedy_models`` trained under each of ``study.remedies``
     at each of ``study.remedy_points`` with ``study.imbalance_seeds``, named ``<model>_<remedy>``
     (compared with the plain model at the same point: Parts 1-2 for clean, Part 5 otherwise).
-    Points on a modality the data lacks are left out; nothing without two modalities."""
+    They run with Part 5: nothing while ``study.imbalance_models`` is empty, and a weakened point
+    only if Part 5's grid has it (the plain model trained there is the comparison). Nothing
+    without two modalities."""
     st = cfg.study
-    if len(modalities) != 2:
+    if len(modalities) != 2 or not st.imbalance_models:
         return []
-    points = [parse_point(p) for p in st.remedy_points]
+    grid = {(k, m, lv) for k, m, levels in (("subsample", "text", st.subsample_levels), ("subsample", "tabular",
+            st.subsample_levels), ("corrupt", "text", st.corrupt_levels), ("corrupt", "tabular", st.corrupt_levels),
+            ("truncate", "text", st.truncate_levels)) for lv in levels}
+    points = [w for w in map(parse_point, st.remedy_points) if not w or (w in grid and w[1] in modalities)]
     return [_spec(n, s, "part5", modalities, Training.of(weaken=w, remedy=r), f"_{r}")
-            for w in points if not w or w[1] in modalities for s in st.imbalance_seeds
+            for w in points for s in st.imbalance_seeds
             for r in st.remedies for n in st.remedy_models]
 
 
