@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fusionstudy.data.mmtk import FOLDER_SPLIT_COLUMN, folder_spec
 from fusionstudy.locations import PROFILES, resolve_profile, resolve_spec
-from fusionstudy.registry import FUSION_NAMES, MODALITIES, TRAINABLE_NAMES, UNIMODAL_NAMES, model_spec
+from fusionstudy.registry import FUSION_NAMES, MODALITIES, REMEDY_NAMES, TRAINABLE_NAMES, UNIMODAL_NAMES, model_spec
 from fusionstudy.sections import NA_VALUES, DatasetConfig, SplitConfig, TabularConfig, TextConfig  # re-exported
 
 SCHEDULES = ("constant", "linear")
@@ -83,7 +83,12 @@ class TrainConfig:
     Multimodal Learning via On-the-fly Gradient Modulation", CVPR; ``training.modulation``): the
     dominant modality's encoder gradients are scaled by ``1 - tanh(ogm_alpha * rho)`` and every
     encoder gradient gets Gaussian noise of its own spread. ``0`` (default) is plain training and
-    leaves the config fingerprint as it was before the key existed."""
+    leaves the config fingerprint as it was before the key existed.
+
+    The Part 5 remedies (``study.remedies``, ``training.remedies``) use ``remedy_ogm_alpha`` (OGM-GE's
+    strength in its own regime) and G-Blend's ``gblend_holdout`` (the fraction of *train* rows held
+    out to measure each head's overfitting and generalisation) and ``gblend_epochs`` (epochs of
+    that measurement). At their defaults they leave the fingerprint as it was."""
 
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -97,6 +102,9 @@ class TrainConfig:
     workers: int = 2  # runs trained in parallel processes; each gets threads // workers torch threads
     executor: str = "local"  # "local" (``workers`` processes) or "ray" (the [ray] section); not in the fingerprint
     ogm_alpha: float = 0.0  # OGM-GE modulation strength; 0 = off (the paper uses 0.1-0.8)
+    remedy_ogm_alpha: float = 0.5  # OGM-GE's strength in the ogm_ge regime (mid of the paper's 0.1-0.8)
+    gblend_holdout: float = 0.2
+    gblend_epochs: int = 1
 
 
 @dataclass
@@ -122,6 +130,9 @@ class StudyConfig:
     # train rows the conditional removal searches for the marginal_k nearest neighbours in the kept
     # modality's representation (loop.predict_conditional); capped at the train rows
     conditional_pool: int = 2000
+    # EMAP (Hessel & Lee, 2020) of every fused run on split 0: test rows in the subsample (cost
+    # grows as its square; 0 = off), see training.interaction
+    emap_rows: int = 500
     moddrop_models: list[str] = field(default_factory=lambda: ["early_concat", "gmu"])
     moddrop_p: float = 0.3
     # Part 5: training-time weakening of one modality (clean level reused from Parts 1-2)
@@ -131,6 +142,11 @@ class StudyConfig:
     subsample_levels: list[float] = field(default_factory=lambda: [0.5, 0.2, 0.05])
     corrupt_levels: list[float] = field(default_factory=lambda: [0.3, 0.6, 1.0])
     truncate_levels: list[int] = field(default_factory=lambda: [32, 8, 2])
+    # Part 5 remedies (training regimes of training.remedies) for remedy_models at remedy_points
+    # ("" = clean; else a Part 5 weakening "kind:modality:level"), with imbalance_seeds
+    remedies: list[str] = field(default_factory=lambda: ["ogm_ge", "gblend", "mla"])
+    remedy_models: list[str] = field(default_factory=lambda: ["early_concat"])
+    remedy_points: list[str] = field(default_factory=lambda: ["", "subsample:text:0.05", "corrupt:text:1.0"])
     references: bool = True
     forecast: bool = True  # the before-fusion forecast (study.forecast, analysis.forecast): forecasts.jsonl
     # Part 3's inference-time perturbations beyond clean/remove/missing (drop, noise, typos,
@@ -226,8 +242,10 @@ class Config:
         if self.text.encoder == "bag":  # the default encoder: hashed as before the key existed
             d["text"].pop("encoder")
         d["train"].pop("executor")  # where a run executes does not change the model: hashed as before
-        if self.train.ogm_alpha == 0:  # plain training: hashed as before the key existed
-            d["train"].pop("ogm_alpha")
+        for key, default in (("ogm_alpha", 0.0), ("remedy_ogm_alpha", 0.5), ("gblend_holdout", 0.2),
+                             ("gblend_epochs", 1)):
+            if getattr(self.train, key) == default:  # plain training: hashed as before the key existed
+                d["train"].pop(key)
         for what in ("study", "report", "ray", "tracking", "base_dir", "profile"):  # not what a model is
             d.pop(what)
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
@@ -352,6 +370,22 @@ def _in_range(key: str, values, lo: float, hi: float, lo_open: bool = False, hi_
         _require(ok, key, f"must lie in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}", v)
 
 
+def _check_remedies(st: StudyConfig) -> None:
+    """``study.remedies`` / ``remedy_models`` name known regimes and fusions; each of
+    ``remedy_points`` is ``""`` (clean) or a Part 5 weakening ``kind:modality:level`` in range."""
+    _names("study.remedies", st.remedies, REMEDY_NAMES, empty_ok=True)
+    _names("study.remedy_models", st.remedy_models, FUSION_NAMES, empty_ok=True)
+    _require(len(set(st.remedy_points)) == len(st.remedy_points), "study.remedy_points", "lists a point twice",
+             st.remedy_points)
+    for point in filter(None, st.remedy_points):
+        kind, mod, level = (point.split(":") + ["", "", ""])[:3]
+        ok = mod in MODALITIES and kind in ("subsample", "corrupt", "truncate") and level.replace(".", "", 1).isdigit()
+        ok = ok and (0 < float(level) < 1 if kind == "subsample" else 0 < float(level) <= 1 if kind == "corrupt"
+                     else mod == "text" and float(level).is_integer() and float(level) >= 1)
+        _require(ok, "study.remedy_points", "entries must be \"\" (clean) or kind:modality:level, e.g. "
+             "\"subsample:text:0.05\", \"corrupt:text:1.0\", \"truncate:text:8\"", point)
+
+
 def validate(cfg: Config) -> Config:
     """Check every value of a resolved config before any data work; return it unchanged.
 
@@ -404,6 +438,11 @@ def validate(cfg: Config) -> Config:
     _in_range("train.text_lr", tr.text_lr, 0, 100, lo_open=True)
     _in_range("train.weight_decay", tr.weight_decay, 0, 10)
     _in_range("train.ogm_alpha", tr.ogm_alpha, 0, 100)
+    _in_range("train.remedy_ogm_alpha", tr.remedy_ogm_alpha, 0, 100, lo_open=True)
+    _in_range("train.gblend_holdout", tr.gblend_holdout, 0, 1, lo_open=True, hi_open=True)
+    _in_range("train.gblend_epochs", tr.gblend_epochs, 1, 100)
+    _in_range("study.emap_rows", st.emap_rows, 0, 2000)
+    _check_remedies(st)
     for key in ("batch_size", "max_epochs", "patience", "threads", "workers"):
         _in_range(f"train.{key}", getattr(tr, key), 1, 10**6)
     for key in ("ngram_max", "min_df", "max_features", "max_tokens"):

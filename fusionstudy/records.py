@@ -31,7 +31,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from fusionstudy.locations import writable_folder
-from fusionstudy.registry import MODELS
+from fusionstudy.registry import MODELS, REMEDY_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +48,27 @@ def run_key(model: str, seed: int, fingerprint: str, split: int = 0, weaken_tag:
 
 LOCK, HOLDER = ".fusionstudy.lock", ".fusionstudy.holder.json"  # in a results folder while a process writes it
 _HELD: dict[Path, int] = {}  # results folders this process holds, with nesting depth (a study, then its report)
-REGIMES = ("plain", "moddrop", "weakened")
+REGIMES = ("plain", "moddrop", "weakened", "remedy")
 
 
 @dataclass(frozen=True)
 class Training:
     """How a model was trained: ``regime`` ``plain`` / ``moddrop`` (modality dropout with
     probability ``moddrop_p``) / ``weakened`` (Part 5: ``weaken = (kind, modality, level)`` with
-    kind ``subsample`` / ``corrupt`` / ``truncate``)."""
+    kind ``subsample`` / ``corrupt`` / ``truncate``) / ``remedy`` (a Part 5 remedy: ``remedy`` one
+    of ``registry.REMEDY_NAMES``, on clean data or at the Part 5 point ``weaken``)."""
 
     regime: str = "plain"
     moddrop_p: float = 0.0
     weaken: tuple = ()
+    remedy: str = ""
 
     def __post_init__(self):
         if self.regime not in REGIMES:
             raise ValueError(f"training regime {self.regime!r} not in {REGIMES}")
+        if (self.regime == "remedy") != (self.remedy in REMEDY_NAMES):
+            raise ValueError(f"training regime {self.regime!r} with remedy {self.remedy!r}: a remedy run names one "
+                             f"of {list(REMEDY_NAMES)}, other runs none")
 
     @property
     def tag(self) -> str:
@@ -71,8 +76,10 @@ class Training:
         return ":".join(map(str, self.weaken))
 
     @classmethod
-    def of(cls, moddrop_p: float = 0.0, weaken=()) -> "Training":
+    def of(cls, moddrop_p: float = 0.0, weaken=(), remedy: str = "") -> "Training":
         """The training regime of a run spec."""
+        if remedy:
+            return cls("remedy", 0.0, tuple(weaken), remedy)
         if weaken:
             return cls("weakened", moddrop_p, tuple(weaken))
         return cls("moddrop", moddrop_p) if moddrop_p else cls()
@@ -89,7 +96,9 @@ class RunRecord:
     summaries; ``components`` the run keys an ensemble combines. ``split`` is the index of the
     random train/val/test draw it was trained and scored on (0 = the main split, where every part
     runs; ``1..K-1`` the resplits of Parts 1-2 and the references; records older than repeated
-    splits load as split 0).
+    splits load as split 0). ``interaction`` holds a fused run's EMAP inputs
+    (``study.interaction.emap_record``: the subsample's test row positions, the model's and its
+    EMAP projection's log-odds there); empty otherwise.
     """
 
     run_key: str
@@ -117,6 +126,7 @@ class RunRecord:
     estimator: dict = field(default_factory=dict)
     components: list[str] = field(default_factory=list)
     split: int = 0
+    interaction: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -56,11 +56,12 @@ def test_run_study_on_a_csv_resumes_and_never_loses_runs(tmp_path):
     folder = run_study(cfg, str(tmp_path / "res"))
     meta = json.loads((folder / "study.json").read_text())
     # 3 main + 1 ModDrop + Part 5: (text_only, early_concat) x {subsample, truncate} text + early_concat x subsample tab
-    assert meta["runs_trained"] == meta["runs_planned"] == 3 + 1 + 5
+    # + the 3 default remedies at the clean point (the default weakened points are not in this grid)
+    assert meta["runs_trained"] == meta["runs_planned"] == 3 + 1 + 5 + 3
     runs = RunStore(folder).records()
     assert {r.model for r in runs} >= {"text_only", "late_ensemble", "ref_hist_gbdt", "early_concat_moddrop"}
     assert {r.kind for r in runs} == {"unimodal", "fusion", "reference", "ensemble"}
-    assert {r.training.regime for r in runs} == {"plain", "moddrop", "weakened"}
+    assert {r.training.regime for r in runs} == {"plain", "moddrop", "weakened", "remedy"}
     # cut the last record in half: the run is redone, every complete one is kept
     lines = (folder / "runs.jsonl").read_text().splitlines()
     (folder / "runs.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])

@@ -32,8 +32,9 @@ def ordered_models(names) -> list[str]:
 
 
 def plain(runs: list[RunRecord]) -> list[RunRecord]:
-    """Runs not weakened at training time (Parts 1-4 and references; ModDrop runs included)."""
-    return [r for r in runs if r.training.regime != "weakened"]
+    """Runs neither weakened nor remedied at training time (Parts 1-4 and references; ModDrop runs
+    included): the Part 5 remedies have their own table (``analysis.remedies``)."""
+    return [r for r in runs if r.training.regime not in ("weakened", "remedy")]
 
 
 def _train_val_gap(r: RunRecord) -> float:
@@ -282,8 +283,9 @@ PART_NAMES = {"data": "data + split + preprocessing",
               "reference": "classical references (fit by the driver while worker processes train Parts 1, 2, 4)",
               "main": "Parts 1, 2, 4 (unimodal, fusion, variants) + Part 3 evaluations",
               "part3": "Part 3 ModDrop models + evaluations", "part5": "Part 5 imbalance sweeps",
+              "remedies": "Part 5 remedies (OGM-GE, G-Blend, MLA)",
               "scaling": "parameter-scaling table"}
-RUN_PARTS = {"main": ("part1", "part2", "part4"), "part3": ("part3",), "part5": ("part5",)}
+RUN_PARTS = {"main": ("part1", "part2", "part4"), "part3": ("part3",), "part5": ("part5",), "remedies": ("part5",)}
 
 
 BASELINES = PACKAGE / "analysis" / "bench_baselines.json"
@@ -318,7 +320,8 @@ def part_table(meta: dict, runs: list[RunRecord], baseline: dict | None = None) 
     rows = []
     base = (baseline or {}).get("part_seconds", {})
     for part, secs in meta["part_seconds"].items():
-        rs = [r for r in runs if r.part in RUN_PARTS.get(part, ()) and r.samples_per_s]
+        rs = [r for r in runs if r.part in RUN_PARTS.get(part, ()) and r.samples_per_s
+              and (r.training.regime == "remedy") == (part == "remedies")]
         rows.append({"part": part, "name": PART_NAMES.get(part, part), "wall_s": secs, "runs": len(rs),
                      "models_per_s": len(rs) / secs if rs and secs else np.nan,
                      "samples_per_s": float(np.mean([r.samples_per_s for r in rs])) if rs else np.nan,

@@ -39,6 +39,7 @@ from fusionstudy.records import StudyResults
 from fusionstudy.report.figures import figure_fusion_weights, figure_scaling, figure_val_curves
 from fusionstudy.report.formats import bench_cells, fmt_ci, fmt_d, fmt_iv, fmt_num, md_table
 from fusionstudy.report.formats import fmt_int as _int
+from fusionstudy.report.interaction import interaction_context, remedies_context
 from fusionstudy.report.robustness import part3_context, part5_context
 from fusionstudy.report.pooled import pooled_context
 
@@ -233,7 +234,8 @@ def render_experiments(res: StudyResults, figdir: Path, relto: Path, s: pd.DataF
                                             figdir / "val_loss_curves.png", curve_models)),
            "gains": gains_context(res, s, rl["margin"]),
            "p4": part4_context(res, s, rl["margin"], figdir, rel), "p3": part3_context(res, s, rl, figdir, rel),
-           "p5": part5_context(res, s, rl, figdir, rel),
+           "p5": part5_context(res, s, rl, figdir, rel), "remedies": remedies_context(res, rl["margin"]),
+           "inter": interaction_context(res),
            "bench_table": md_table(bench_cells(part_table(res.meta, res.runs))),
            "bench_ratios": baseline_ratios(res.meta), "pooled": pooled_context(res, figdir, rel)}
     return environment().get_template("experiments.md.j2").render(ctx)

@@ -95,8 +95,9 @@ def check_models(cfg: Config, modalities: tuple[str, ...]) -> None:
 
 
 def plan(cfg: Config, modalities: tuple[str, ...] = ("tabular", "text")) -> dict[str, list[RunSpec]]:
-    """Run specs per part: ``main`` (Parts 1, 2, 4), ``part3`` (ModDrop-trained models) and
-    ``part5`` (training-time weakening of each modality, ``imbalance_seeds`` per point). Models
+    """Run specs per part: ``main`` (Parts 1, 2, 4), ``part3`` (ModDrop-trained models),
+    ``part5`` (training-time weakening of each modality, ``imbalance_seeds`` per point) and
+    ``remedies`` (Part 5's remedies, :func:`remedy_plan`). Models
     that need a modality the dataset lacks are left out; fusions need two modalities.
     """
     st = cfg.study
@@ -110,7 +111,35 @@ def plan(cfg: Config, modalities: tuple[str, ...] = ("tabular", "text")) -> dict
     # ordered point, seed, model: the models of one (point, seed) share one weakened copy of the data
     part5 = [_spec(n, s, "part5", modalities, Training.of(weaken=w)) for w in grid for s in st.imbalance_seeds
              for n in st.imbalance_models if two and MODELS[n].reads(modalities) != tuple(o for o in modalities if o != w[1])]
-    return {"main": main, "part3": moddrop, "part5": part5}
+    return {"main": main, "part3": moddrop, "part5": part5, "remedies": remedy_plan(cfg, modalities)}
+
+
+def parse_point(point: str) -> tuple:
+    """A ``study.remedy_points`` entry as a Part 5 weakening tuple (``()`` for ``""``, clean), with
+    the level typed as the sweeps type it (int for truncation), so tags match the plain runs'."""
+    if not point:
+        return ()
+    kind, mod, level = point.split(":")
+    return (kind, mod, int(float(level)) if kind == "truncate" else float(level))
+
+
+def remedy_plan(cfg: Config, modalities: tuple[str, ...]) -> list[RunSpec]:
+    """The Part 5 remedies: each of ``study.remedy_models`` trained under each of ``study.remedies``
+    at each of ``study.remedy_points`` with ``study.imbalance_seeds``, named ``<model>_<remedy>``
+    (compared with the plain model at the same point: Parts 1-2 for clean, Part 5 otherwise).
+    They run with Part 5: nothing while ``study.imbalance_models`` is empty, and a weakened point
+    only if Part 5's grid has it (the plain model trained there is the comparison). Nothing
+    without two modalities."""
+    st = cfg.study
+    if len(modalities) != 2 or not st.imbalance_models:
+        return []
+    grid = {(k, m, lv) for k, m, levels in (("subsample", "text", st.subsample_levels), ("subsample", "tabular",
+            st.subsample_levels), ("corrupt", "text", st.corrupt_levels), ("corrupt", "tabular", st.corrupt_levels),
+            ("truncate", "text", st.truncate_levels)) for lv in levels}
+    points = [w for w in map(parse_point, st.remedy_points) if not w or (w in grid and w[1] in modalities)]
+    return [_spec(n, s, "part5", modalities, Training.of(weaken=w, remedy=r), f"_{r}")
+            for w in points for s in st.imbalance_seeds
+            for r in st.remedies for n in st.remedy_models]
 
 
 def part5_grid(cfg: Config, modalities: tuple[str, ...]) -> list[tuple]:

@@ -51,7 +51,9 @@ from fusionstudy.study.references import single_column_auc
 from fusionstudy.study.saving import models_dir, save_preprocessing, save_weights
 from fusionstudy.study.tracking import store_for
 from fusionstudy.training.evaluation import eval_suite, evaluate, fusion_diagnostics
+from fusionstudy.training.interaction import emap_record
 from fusionstudy.training.loop import background_rows, fit, make_model, predict
+from fusionstudy.training.regimes import build_regime
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +74,22 @@ def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = N
     p = (weak or weakened(prep, tr.weaken, spec.seed)) if tr.weaken else prep
     model = make_model(spec.modalities, spec.fusion, p, cfg, spec.seed)
     batch_fn = (lambda b, rng: perturb.modality_dropout(b, p, tr.moddrop_p, rng)) if tr.moddrop_p else None
-    res = fit(model, p.splits["train"], p.splits["val"], cfg.train, spec.seed, batch_fn=batch_fn, progress=progress)
+    t0 = time.perf_counter()  # a remedy's set-up (G-Blend's weight estimation) counts as training time
+    model, regime = build_regime(tr.remedy, model, p.splits["train"], cfg.train, spec.seed)
+    setup = time.perf_counter() - t0
+    res = fit(model, p.splits["train"], p.splits["val"], cfg.train, spec.seed, batch_fn=batch_fn, progress=progress,
+              regime=regime)
+    res.train_seconds += setup
     probas = {s: predict(model, p.splits[s]) for s in ("val", "test")}
     if save_dir is not None and tr.regime == "plain" and spec.part in SAVED_PARTS:
         save_weights(model, save_dir, spec.model, spec.seed, key)
     rec = make_record(cfg, key, spec.model, spec.kind, spec.modalities, spec.fusion, spec.part, spec.seed, probas,
                       p.splits, training=tr, split=spec.split, params=model.param_counts(),
                       diagnostics=fusion_diagnostics(model, p.splits["test"]), **asdict(res))
+    if getattr(regime, "weights", None):
+        rec.diagnostics["gblend_weights"] = regime.weights
+    if spec.split == 0 and (spec.part in ("part2", "part4") or (tr.regime == "remedy" and not tr.weaken)):
+        rec.interaction = {"emap": emap_record(model, p.splits["test"], cfg.study.emap_rows)}
     if suite is None or tr.weaken:
         suite = eval_suite(p, cfg, full=False)
     truncated = tr.weaken and tr.weaken[0] == "truncate"
@@ -289,7 +300,8 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
         refs.store_into(store, secs)
     peaks: dict[int, float] = {}
     try:
-        for part, desc in (("main", "Parts 1, 2, 4"), ("part3", "Part 3 (ModDrop)"), ("part5", "Part 5 (imbalance)")):
+        for part, desc in (("main", "Parts 1, 2, 4"), ("part3", "Part 3 (ModDrop)"), ("part5", "Part 5 (imbalance)"),
+                           ("remedies", "Part 5 remedies")):
             t0 = time.perf_counter()
             _execute(todo[part], store, pool, desc, fp, peaks)
             secs[part] = time.perf_counter() - t0

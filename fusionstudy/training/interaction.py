@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from fusionstudy.data.prepare import SplitData
+from fusionstudy.metrics import emap_projection
 from fusionstudy.models.multimodal import MultimodalModel
 from fusionstudy.training.loop import encoder_features
 
@@ -72,3 +73,24 @@ def pairwise_logits(model: MultimodalModel, split: SplitData, rows: np.ndarray |
         pairs = {m1: first.repeat_interleave(n, dim=0), m2: feats[m2].repeat(len(first), 1)}
         out.append(model.head(model.fusion(pairs)).double().view(len(first), n, -1))
     return torch.cat(out).cpu().numpy()
+
+
+def emap_record(model: MultimodalModel, test: SplitData, size: int = EMAP_ROWS, seed: int = 0) -> dict:
+    """What a study stores of a fused model's EMAP (Hessel & Lee, 2020): on the :func:`emap_rows`
+    subsample of ``test`` (``size`` rows, fixed by ``seed``, so every run of a study pairs on the
+    same rows), the model's own log-odds and its EMAP projection's (``metrics.emap_projection``).
+
+    Returns ``{"rows": [...], "model": [...], "projection": [...]}`` (log-odds rounded to 1e-6),
+    or ``{}`` for a multi-class label or ``size = 0`` (EMAP off). Cost: ``size^2`` fusion + head
+    passes (:func:`pairwise_logits`).
+    """
+    if size == 0 or len(np.unique(test.y)) > 2 or len(model.modalities) != 2:
+        return {}
+    rows = emap_rows(len(test), size, seed)
+    f = pairwise_logits(model, test, rows)
+    if f.shape[2] != 2:
+        return {}
+    odds = f[..., 1] - f[..., 0]  # the projection is linear: project the log-odds directly
+    proj = emap_projection(odds[..., None])[:, 0]
+    return {"rows": rows.tolist(), "model": np.round(np.diagonal(odds), 6).tolist(),
+            "projection": np.round(proj, 6).tolist()}

@@ -11,13 +11,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from fusionstudy.config import MODALITIES, Config, TrainConfig
 from fusionstudy.data.prepare import Prepared, SplitData, to_inputs
 from fusionstudy.metrics import classification_metrics
 from fusionstudy.models.multimodal import MultimodalModel, build_model
-from fusionstudy.training.modulation import modulate_gradients, ogm_coefficients, unimodal_logits
+from fusionstudy.training.modulation import modulate_gradients
+from fusionstudy.training.remedies import Plain
 from fusionstudy.training.optim import RowAdagrad, coalesce_rows
 
 DEVICE = torch.device("cpu")  # 2-core CPU machine; models never name a device themselves
@@ -103,21 +103,8 @@ def _step(model: MultimodalModel, opts: list, scheds: list, loss: torch.Tensor,
     return norms
 
 
-def _loss(model: MultimodalModel, inputs: dict[str, tuple], y: torch.Tensor,
-          alpha: float) -> tuple[torch.Tensor, dict[str, float] | None]:
-    """Cross-entropy of a batch and, for OGM-GE (``alpha > 0``, two modalities), its gradient
-    coefficients from the same features (``modulation.ogm_coefficients``); else ``None``."""
-    if alpha == 0 or len(model.modalities) != 2:
-        return F.cross_entropy(model(inputs), y), None
-    feats = model.features(inputs)
-    loss = F.cross_entropy(model.head(model.fusion(feats)), y)
-    with torch.no_grad():
-        coeffs = ogm_coefficients(unimodal_logits(model, {m: z.detach() for m, z in feats.items()}), y, alpha)
-    return loss, coeffs
-
-
 def fit(model: MultimodalModel, train: SplitData, val: SplitData, cfg: TrainConfig, seed: int,
-        batch_fn: BatchFn | None = None, progress=None) -> FitResult:
+        batch_fn: BatchFn | None = None, progress=None, regime: Plain | None = None) -> FitResult:
     """Train with AdamW (and RowAdagrad for a sparse text table, see ``TrainConfig.text_optimizer``)
     and early stopping on validation log loss; restore the best weights.
 
@@ -132,13 +119,16 @@ def fit(model: MultimodalModel, train: SplitData, val: SplitData, cfg: TrainConf
     batch_fn : optional ``(batch: SplitData, rng) -> SplitData`` applied to each training batch
         before it becomes tensors (modality dropout).
     progress : optional tqdm bar; its postfix shows the epoch and validation loss.
+    regime : the batch loss and gradient modulation (``training.remedies``: plain, OGM-GE,
+        G-Blend, MLA); default plain (OGM-GE on every two-modality run when ``cfg.ogm_alpha > 0``).
 
     A non-finite training loss stops training and marks the run ``diverged``.
     """
     model.to(DEVICE)
+    regime = regime or Plain(cfg.ogm_alpha)
     rng = np.random.default_rng(seed)
     opts = _optimizers(model, cfg)
-    steps = cfg.max_epochs * math.ceil(len(train) / cfg.batch_size)
+    steps = cfg.max_epochs * math.ceil(len(train) / cfg.batch_size) * regime.steps_per_batch
     scheds = [torch.optim.lr_scheduler.LambdaLR(
         opt, lambda t: 1.0 if cfg.schedule == "constant" else max(0.0, 1 - t / steps)) for opt in opts]
     y_train = torch.from_numpy(train.y).to(DEVICE)
@@ -157,10 +147,14 @@ def fit(model: MultimodalModel, train: SplitData, val: SplitData, cfg: TrainConf
         for start in range(0, len(train), cfg.batch_size):
             idx = perm[start:start + cfg.batch_size]
             inputs = to_inputs(batch_fn(train.subset(idx), rng)) if batch_fn else to_inputs(train, idx)
-            loss, coeffs = _loss(model, move(inputs), y_train[idx], cfg.ogm_alpha)
-            for m, v in _step(model, opts, scheds, loss, None if coeffs is None else (coeffs, noise)).items():
+            batch_losses, norms = [], dict.fromkeys(model.modalities, 0.0)
+            for loss, coeffs in regime.losses(model, move(inputs), y_train[idx]):
+                for m, v in _step(model, opts, scheds, loss, None if coeffs is None else (coeffs, noise)).items():
+                    norms[m] = max(norms[m], v)  # MLA steps one encoder at a time
+                batch_losses.append(loss.item())
+            for m, v in norms.items():
                 gn[m].append(v)
-            losses.append(loss.item())
+            losses.append(float(np.mean(batch_losses)) if len(batch_losses) > 1 else batch_losses[0])
             seen += len(idx)
             if not np.isfinite(losses[-1]):
                 break
