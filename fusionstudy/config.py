@@ -97,6 +97,9 @@ class TrainConfig:
     workers: int = 2  # runs trained in parallel processes; each gets threads // workers torch threads
     executor: str = "local"  # "local" (``workers`` processes) or "ray" (the [ray] section); not in the fingerprint
     ogm_alpha: float = 0.0  # OGM-GE modulation strength; 0 = off (the paper uses 0.1-0.8)
+    # train the seeds of one model as one stacked model (training.batched; local executor, plain
+    # regimes); each member equals its seed trained alone within 1e-4, so not in the fingerprint
+    batched: bool = True
 
 
 @dataclass
@@ -225,6 +228,7 @@ class Config:
         if self.text.encoder == "bag":  # the default encoder: hashed as before the key existed
             d["text"].pop("encoder")
         d["train"].pop("executor")  # where a run executes does not change the model: hashed as before
+        d["train"].pop("batched")  # nor whether its seeds train stacked (equal within 1e-4, tests/test_batched.py)
         if self.train.ogm_alpha == 0:  # plain training: hashed as before the key existed
             d["train"].pop("ogm_alpha")
         for what in ("study", "report", "ray", "tracking", "base_dir", "profile"):  # not what a model is

@@ -74,3 +74,29 @@ def test_fit_stack_refuses_mismatched_lengths(synth_prep):
     models, gens = make_stack(("tabular",), "early_concat", prep, cfg, [0, 1])
     with pytest.raises(ValueError, match="one generator and one seed per model"):
         fit_stack(models, gens[:1], prep.splits["train"], prep.splits["val"], cfg.train, [0, 1])
+
+
+def test_a_study_with_stacked_seeds_stores_the_records_of_one_by_one_training(tmp_path):
+    from fusionstudy.records import RunStore
+    from fusionstudy.study.runner import RunSpec, run_study, stack_tasks
+    from tests.conftest import synthetic_config, synthetic_frame
+    csv = tmp_path / "d.csv"
+    synthetic_frame(500).to_csv(csv, index=False)
+    cfg = synthetic_config()
+    cfg.dataset.source = str(csv)
+    cfg.study.models, cfg.study.seeds, cfg.study.moddrop_models = ["text_only", "early_concat"], [0, 1], ["early_concat"]
+    cfg.study.imbalance_models, cfg.study.references, cfg.study.save_models = [], False, False
+    cfg.study.robustness, cfg.study.splits = False, 1
+    cfg.train.max_epochs, cfg.train.workers = 2, 1
+    specs = [RunSpec("gmu", "gmu", ("tabular", "text"), s, "part4") for s in (0, 1)]
+    assert stack_tasks(specs, cfg) == [tuple(specs)]
+    runs = {}
+    for batched in (True, False):
+        cfg.train.batched = batched
+        fp = cfg.fingerprint()
+        runs[batched] = {r.run_key: r for r in RunStore(run_study(cfg, str(tmp_path / str(batched)))).records()}
+    assert runs[True].keys() == runs[False].keys() and len(runs[True]) == 6  # 2 models + 1 moddrop, 2 seeds
+    assert all(k.endswith(f"cfg={fp}") or f"cfg={fp}|" in k for k in runs[True])  # batched is not in the fingerprint
+    for k, r in runs[True].items():
+        for split in ("val", "test"):
+            assert abs(r.metrics[split]["roc_auc"] - runs[False][k].metrics[split]["roc_auc"]) <= TOL
