@@ -89,7 +89,12 @@ def test_a_study_with_stacked_seeds_stores_the_records_of_one_by_one_training(tm
     cfg.study.robustness, cfg.study.splits = False, 1
     cfg.train.max_epochs, cfg.train.workers = 2, 1
     specs = [RunSpec("gmu", "gmu", ("tabular", "text"), s, "part4") for s in (0, 1)]
+    assert stack_tasks(specs, cfg) == specs  # opt-in: off by default
+    cfg.train.batched = True
     assert stack_tasks(specs, cfg) == [tuple(specs)]
+    cfg.train.executor = "ray"
+    assert stack_tasks(specs, cfg) == specs  # a Ray task trains one model
+    cfg.train.executor = "local"
     runs = {}
     for batched in (True, False):
         cfg.train.batched = batched
