@@ -14,6 +14,7 @@
     fusionstudy predict --study results/x --model early_concat --input new.csv --output preds.csv
     fusionstudy bench --from results/clothing         # wall seconds, runs/s, samples/s per part
     fusionstudy bench --report                        # seconds to regenerate each report (on a copy of results/)
+    fusionstudy bench --stack early_concat            # a model's seeds one by one vs as one stack
     fusionstudy docs                                  # regenerate the parameter table of docs/fusion.md
     fusionstudy list                                  # bundled profiles and dataset specs
 
@@ -118,7 +119,7 @@ def _bench(args: argparse.Namespace) -> None:
     if args.report is not None:
         print(bench_reports(Path(args.report)).to_markdown(index=False))
         return
-    print(bench(args.data, args.profile, args.set, args.folder, args.baseline, args.executors))
+    print(bench(args.data, args.profile, args.set, args.folder, args.baseline, args.executors, args.stack))
 
 
 def _docs(args: argparse.Namespace) -> None:
@@ -199,6 +200,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="folder", default=None, help="print a stored study's figures instead of running")
     p.add_argument("--baseline", default="sparse-adagrad", help="a stored baseline's name, or 'none'")
     p.add_argument("--executors", action="store_true", help="time one small study under each executor")
+    p.add_argument("--stack", default=None, metavar="MODEL",
+                   help="train MODEL's study.seeds one by one and as one stack, side by side")
     p.add_argument("--report", nargs="?", const=".", default=None, metavar="ROOT",
                    help="time `report --all` on a copy of ROOT/results (default ROOT: here); no training")
     p.set_defaults(func=_bench)

@@ -36,3 +36,18 @@ def test_stored_baselines_are_full_profile_studies_and_unknown_names_are_errors(
 def test_bench_reports_needs_stored_results_and_says_where(tmp_path):
     with pytest.raises(FileNotFoundError, match="results/clothing: no study.json"):
         bench.bench_reports(tmp_path)
+
+
+@pytest.mark.slow  # two spawned processes: ~18 s on 2 cores
+def test_bench_stack_prints_both_paths_side_by_side_with_equal_val_auc(tmp_path):
+    from fusionstudy.bench import compare_stack
+    from tests.conftest import synthetic_frame
+    synthetic_frame(600).to_csv(tmp_path / "t.csv", index=False)
+    spec = tmp_path / "t.toml"
+    spec.write_text('[dataset]\nname = "t"\nsource = "t.csv"\ntext = ["review"]\ncategorical = ["colour"]\n'
+                    'numeric = ["b", "noise"]\nlabel = "label"\n[text]\nmin_df = 1\n[tabular]\nmin_count = 1\n'
+                    '[train]\nmax_epochs = 2\n[study]\nseeds = [0, 1]\nsplits = 1\n')
+    df = compare_stack(str(spec), "quick", [], "early_concat")
+    assert df["path"].tolist() == ["one by one", "stacked"] and (df["models"] == 2).all()
+    assert (df["seconds"] > 0).all() and (df["peak MiB"] > 50).all() and df["speed-up"].iloc[0] == 1.0
+    assert df["val ROC-AUC"].iloc[0] == df["val ROC-AUC"].iloc[1]  # 5 decimals: equal within 1e-4

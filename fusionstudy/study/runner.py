@@ -50,6 +50,7 @@ from fusionstudy.study.provenance import CODE, git_hash, make_record, rules_reco
 from fusionstudy.study.references import single_column_auc
 from fusionstudy.study.saving import models_dir, save_preprocessing, save_weights
 from fusionstudy.study.tracking import store_for
+from fusionstudy.training.batched import fit_stack, make_stack, stack_blocker
 from fusionstudy.training.evaluation import eval_suite, evaluate, fusion_diagnostics
 from fusionstudy.training.interaction import emap_record
 from fusionstudy.training.loop import background_rows, fit, make_model, predict
@@ -69,8 +70,7 @@ def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = N
     weights of a plainly trained model of :data:`SAVED_PARTS` are saved there
     (``saving.save_weights``) — the weights its stored predictions come from.
     """
-    fp = cfg.fingerprint()
-    key, tr = spec.key(fp), spec.training
+    tr = spec.training
     p = (weak or weakened(prep, tr.weaken, spec.seed)) if tr.weaken else prep
     model = make_model(spec.modalities, spec.fusion, p, cfg, spec.seed)
     batch_fn = (lambda b, rng: perturb.modality_dropout(b, p, tr.moddrop_p, rng)) if tr.moddrop_p else None
@@ -80,6 +80,52 @@ def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = N
     res = fit(model, p.splits["train"], p.splits["val"], cfg.train, spec.seed, batch_fn=batch_fn, progress=progress,
               regime=regime)
     res.train_seconds += setup
+    return _scored(spec, model, res, p, prep, cfg, suite, save_dir, regime)
+
+
+def train_stack(specs: tuple[RunSpec, ...], prep: Prepared, cfg: Config, suite: list | None = None,
+                save_dir: Path | None = None) -> list[tuple[RunRecord, PredictionRecord, list[EvalRecord]]]:
+    """:func:`train_run` for runs that differ only in their seed, trained as one stack
+    (``training.batched.fit_stack``; each member equals its seed trained alone within 1e-4), then
+    scored one by one as :func:`train_run` scores them. One output per spec, in order.
+
+    Raises
+    ------
+    ValueError
+        If the runs differ in more than their seed, or their training cannot be stacked
+        (``batched.stack_blocker``).
+    """
+    first = specs[0]
+    if any(replace(sp, seed=first.seed) != first for sp in specs):
+        raise ValueError(f"a stack trains the seeds of one run; got {[sp.key('') for sp in specs]}")
+    why = stack_blocker(cfg, first.training.regime, len(first.modalities))
+    if why:
+        raise ValueError(f"{first.model}: {why} trains one model at a time (train_run)")
+    seeds = [sp.seed for sp in specs]
+    models, gens = make_stack(first.modalities, first.fusion, prep, cfg, seeds)
+    results = fit_stack(models, gens, prep.splits["train"], prep.splits["val"], cfg.train, seeds)
+    return [_scored(sp, m, r, prep, prep, cfg, suite, save_dir) for sp, m, r in zip(specs, models, results)]
+
+
+def stack_tasks(specs: list[RunSpec], cfg: Config) -> list[RunSpec | tuple[RunSpec, ...]]:
+    """``specs`` as tasks: the runs that differ only in their seed, with a stackable training
+    (``batched.stack_blocker``), as one tuple (a stack) when ``train.batched`` and the local
+    executor (a Ray task trains one model); the others alone. First-seen order is kept."""
+    if not cfg.train.batched or cfg.train.executor != "local":
+        return list(specs)
+    groups: dict = {}
+    for sp in specs:
+        alone = stack_blocker(cfg, sp.training.regime, len(sp.modalities)) is not None
+        groups.setdefault(sp if alone else replace(sp, seed=-1), []).append(sp)
+    return [g[0] if len(g) == 1 else tuple(g) for g in groups.values()]
+
+
+def _scored(spec: RunSpec, model, res, p: Prepared, prep: Prepared, cfg: Config, suite: list | None,
+            save_dir: Path | None, regime=None) -> tuple[RunRecord, PredictionRecord, list[EvalRecord]]:
+    """Predict, record, save and evaluate a fitted model (``p``: the data it trained on; ``regime``:
+    its remedy regime, whose G-Blend weights are recorded)."""
+    fp = cfg.fingerprint()
+    key, tr = spec.key(fp), spec.training
     probas = {s: predict(model, p.splits[s]) for s in ("val", "test")}
     if save_dir is not None and tr.regime == "plain" and spec.part in SAVED_PARTS:
         save_weights(model, save_dir, spec.model, spec.seed, key)
@@ -130,9 +176,12 @@ def _init_worker(prep: Prepared, cfg: Config, suite: list, threads: int, git: st
     CODE["git"] = git
 
 
-def _worker_run(spec: RunSpec) -> tuple[tuple, tuple[int, float]]:
-    """Train one run in a worker: ``(train_run's output, (process id, peak resident MiB))``."""
+def _worker_run(spec: RunSpec | tuple[RunSpec, ...]) -> tuple[tuple | list[tuple], tuple[int, float]]:
+    """Train one run (or a stack of seeds, :func:`train_stack`) in a worker: ``(train_run's output
+    (a list of them for a stack), (process id, peak resident MiB))``."""
     prep, cfg = _WORKER["prep"], _WORKER["cfg"]
+    if isinstance(spec, tuple):
+        return train_stack(spec, prep, cfg, _WORKER["suite"], save_dir=_WORKER.get("models")), (os.getpid(), peak_rss_mb())
     w, weak = spec.training.weaken, None
     if w:  # the models of one seed at a Part 5 point see the same weakened data: build it once
         cache = _WORKER.setdefault("weakened", {})
@@ -167,36 +216,45 @@ def _failed(store: RunStore, spec: RunSpec, fp: str, err: Exception, pool) -> No
                              dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
 
 
-def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, fp: str, peaks: dict[int, float]) -> None:
-    """Train ``specs`` (in ``pool`` when given, else in this process), storing each as it ends; a
-    run that raises is stored as failed (:func:`_failed`) and the others go on. ``peaks`` collects
-    each worker's peak resident memory (MiB) by process id."""
+def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, fp: str, peaks: dict[int, float],
+             cfg: Config) -> None:
+    """Train ``specs`` (in ``pool`` when given, else in this process; seeds stacked by
+    :func:`stack_tasks`), storing each run as its task ends; a task that raises stores its runs as
+    failed (:func:`_failed`) and the others go on. ``peaks`` collects each worker's peak resident
+    memory (MiB) by process id."""
     if not specs:
         return
 
-    def store_one(spec: RunSpec, result) -> None:
+    def store_one(task, result) -> None:
+        runs = task if isinstance(task, tuple) else (task,)
         try:
             out, (pid, rss) = result()
         except BrokenExecutor:  # the local pool itself died: every later run would fail the same way
             raise
         except Exception as e:  # noqa: BLE001 — one failing run must not stop the others
-            _failed(store, spec, fp, e, pool)
+            for spec in runs:
+                _failed(store, spec, fp, e, pool)
         else:
-            store.append(*out)
+            for one in (out if isinstance(task, tuple) else [out]):
+                store.append(*one)
             peaks[pid] = max(peaks.get(pid, 0.0), rss)
+        bar.update(len(runs))
 
+    def label(task) -> str:
+        return f"{task[0].model} seeds {[sp.seed for sp in task]}" if isinstance(task, tuple) else \
+            f"{task.model} seed {task.seed}"
+
+    tasks = stack_tasks(specs, cfg)
     with tqdm(total=len(specs), desc=desc, unit="run", dynamic_ncols=True) as bar:
         if pool is None:
-            for spec in specs:
-                bar.set_postfix_str(f"{spec.model} seed {spec.seed}")
-                store_one(spec, lambda: _worker_run(spec))  # noqa: B023 — called at once
-                bar.update()
+            for task in tasks:
+                bar.set_postfix_str(label(task))
+                store_one(task, lambda: _worker_run(task))  # noqa: B023 — called at once
             return
-        futures = {pool.submit(_worker_run, sp): sp for sp in specs}
+        futures = {pool.submit(_worker_run, t): t for t in tasks}
         for fut in as_completed(futures):
             store_one(futures[fut], fut.result)
-            bar.set_postfix_str(f"{futures[fut].model} seed {futures[fut].seed} done")
-            bar.update()
+            bar.set_postfix_str(f"{label(futures[fut])} done")
 
 
 def _open_pool(cfg: Config, prep: Prepared, suite: list, code: str, models: Path | None, n_todo: int):
@@ -224,7 +282,7 @@ def _train_resplit(cfg: Config, prep: Prepared, split: int, store: RunStore, cod
     pool, _, _ = _open_pool(cfg, prep, [], code, None, len(todo))
     refs = References(prep, cfg, done, background=pool is not None, split=split)
     try:
-        _execute(todo, store, pool, f"split {split + 1} of {n_splits(cfg)}", fp, peaks)
+        _execute(todo, store, pool, f"split {split + 1} of {n_splits(cfg)}", fp, peaks, cfg)
         refs.store_into(store, {})
         store_ensembles(prep, cfg, store, done, cfg.study.split_seeds, split)
     finally:
@@ -303,7 +361,7 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
         for part, desc in (("main", "Parts 1, 2, 4"), ("part3", "Part 3 (ModDrop)"), ("part5", "Part 5 (imbalance)"),
                            ("remedies", "Part 5 remedies")):
             t0 = time.perf_counter()
-            _execute(todo[part], store, pool, desc, fp, peaks)
+            _execute(todo[part], store, pool, desc, fp, peaks, cfg)
             secs[part] = time.perf_counter() - t0
             if part == "main":
                 refs.store_into(store, secs)
