@@ -6,10 +6,13 @@ from pathlib import Path
 import pytest
 
 from fusionstudy.models.fusion import render_fusion_docs
+from fusionstudy.report.benchmark import PLANTED, REAL
 from fusionstudy.report.write import write_all
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORTS = ["experiments.md", "postmortem.md", "results/clothing_no_rating/experiments.md"]
+STUDIES = [s for s in REAL + PLANTED if (ROOT / "results" / s / "study.json").is_file()]
+REPORTS = ["experiments.md", "postmortem.md"] + [f"results/{s}/experiments.md" for s in STUDIES if s != "clothing"] + \
+    (["docs/benchmark.md"] if len(STUDIES) > 2 else [])
 
 pytestmark = pytest.mark.skipif(not (ROOT / "results" / "clothing" / "study.json").is_file(),
                                 reason="no committed results")
@@ -18,10 +21,10 @@ pytestmark = pytest.mark.skipif(not (ROOT / "results" / "clothing" / "study.json
 @pytest.fixture(scope="module")
 def regenerated(tmp_path_factory):
     root = tmp_path_factory.mktemp("regen")
-    for study in ("clothing", "clothing_no_rating"):
+    for study in STUDIES:  # the default study, its contrast, and the benchmark's other studies
         src = ROOT / "results" / study
-        if src.is_dir():
-            shutil.copytree(src, root / "results" / study, ignore=shutil.ignore_patterns("figures", "*.md", "summary.csv"))
+        shutil.copytree(src, root / "results" / study, ignore=shutil.ignore_patterns("figures", "*.md", "summary.csv"))
+    (root / "docs").mkdir()
     write_all(root)
     return root
 
@@ -36,7 +39,7 @@ def test_committed_report_matches_regeneration(regenerated, name):
 
 @pytest.mark.slow
 def test_summary_csv_matches(regenerated):
-    for study in ("clothing", "clothing_no_rating"):
+    for study in STUDIES:
         committed = ROOT / "results" / study / "summary.csv"
         if committed.is_file():
             assert (regenerated / "results" / study / "summary.csv").read_text() == committed.read_text()

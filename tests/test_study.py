@@ -110,6 +110,11 @@ def test_multiclass_study_reports_without_crashing(tmp_path):
     assert "## Part 4" in text and "## Part 5" in text
     s = pd.read_csv(folder / "summary.csv").set_index("model")
     assert s.loc["tabular_only", "test_roc_auc_mean"] > 0.7  # macro one-vs-rest, 2 epochs; chance is 0.5
+    from fusionstudy.report.postmortem import render_postmortem
+    post = render_postmortem([folder], tmp_path / "post.md")  # issue 19: right wording for any dataset
+    for binary_only in ("F1 @ 0.5", "minority recall at", "threshold 0.5", " nan", "NaN"):
+        assert binary_only not in post, binary_only
+    assert "## 6. When is multimodal modelling actually worth it?" in post and "1 study" in post
 
 
 def test_dataset_without_text_trains_tabular_models(tmp_path):

@@ -55,6 +55,16 @@ def _removal(res: StudyResults, s: pd.DataFrame, model: str, margin: float) -> s
     return "; ".join(out) or "—"
 
 
+def _best_gap(res: StudyResults, models: pd.DataFrame, single) -> dict | None:
+    """The best fused model (any kind, pooled) minus the best single-modality one, pooled; a
+    best-on-test comparison, descriptive only (both picked on the test means)."""
+    fused, uni = models[~single], models[single]
+    if fused.empty or uni.empty:
+        return None
+    d = pooled_estimate(res, fused.iloc[0].model, uni.iloc[0].model)
+    return {**d, "a": fused.iloc[0].model, "b": uni.iloc[0].model} if d else None
+
+
 def study_row(res: StudyResults) -> dict:
     """The benchmark facts of one study (raw values; :func:`render_benchmark` formats them)."""
     s = summary_of(res)
@@ -65,6 +75,11 @@ def study_row(res: StudyResults) -> dict:
     dom = pooled_estimate(res, "text_only", "tabular_only")
     fc = situation_forecast(res, "", margin)
     b = prim["binding_gain"] if prim else None
+    mods = dict(zip(models.model, models.modalities))
+    adding = {}
+    for m in ("text", "tabular"):  # the value of adding modality m: the gain over the strongest candidate without it
+        without = [g for g in (prim["gains"] if prim else []) if mods.get(g["vs"]) not in (None, m)]
+        adding[m] = min(without, key=lambda g: g["value"]) if without else None
     times = sorted(r.time for r in res.runs + res.resplits if r.kind == "fusion")
     fc_git = sorted({f.git[:7] for f in res.forecasts})
     fc_time = min((f.created for f in res.forecasts), default="")
@@ -74,8 +89,12 @@ def study_row(res: StudyResults) -> dict:
             "best_classical": _best(models, ~single & (models.kind == "reference")),
             "verdict": prim["verdict"] if prim else "n/a", "binding": prim["binding"] if prim else None, "gain": b,
             "dominance": dom, "removal": _removal(res, s, res.config["report"].get("primary", "early_concat"), margin),
-            "forecast": fc, "margin": margin, "truth": PLANTED_TRUTH.get(res.name),
+            "adding": adding, "forecast": fc, "best_gap": _best_gap(res, models, single), "margin": margin, "truth": PLANTED_TRUTH.get(res.name),
             "forecast_git": ", ".join(fc_git), "forecast_time": fc_time, "first_fused_time": times[0] if times else ""}
+
+
+def _gain(g: dict | None, margin: float) -> str:
+    return f"{fmt_d({**g, 'margin': margin})} (`{g['vs']}`)" if g else "—"
 
 
 def _cells(r: dict) -> dict:
@@ -85,8 +104,12 @@ def _cells(r: dict) -> dict:
             "primary: early_concat − every unimodal [95%]": (f"{fmt_d({**g, 'margin': m})} vs `{r['binding']}`: **{r['verdict']}**"
                                                               if g else r["verdict"]),
             "planted truth": r["truth"] or "—",
+            "best fusion − best unimodal (any kind; descriptive)": (f"{fmt_d(r['best_gap'])} (`{r['best_gap']['a']}` − "
+                                                                     f"`{r['best_gap']['b']}`)" if r["best_gap"] else "—"),
+            "adding text: fusion − best tabular [95%]": _gain(r["adding"]["text"], m),
+            "adding the table: fusion − best text [95%]": _gain(r["adding"]["tabular"], m),
             "text − tabular (pooled)": fmt_d(r["dominance"]) if r["dominance"] else "—",
-            "removal (conditional, Δ ROC-AUC)": r["removal"],
+            "modality unknown (conditional removal), Δ ROC-AUC estimate": r["removal"],
             "forecast [95%], P(helps)": (f"{fmt_iv(f['gain'], f['lo'], f['hi'], True, m)} {f['verdict']}, {f['p_helps']:.2f}"
                                          if f else "—")}
 
@@ -142,7 +165,8 @@ def render_benchmark(folders: list[Path], dest: Path) -> str:
                   + (f"Cohen's kappa {q6['kappa']:.2f}. " if q6["kappa"] == q6["kappa"] else "Cohen's kappa is undefined (one side is constant). ")
                   + (f"Pearson r of forecast and measured gain {q6['r']:.2f}; " if q6["r"] == q6["r"] else "")
                   + f"mean absolute error {q6['mae']:.4f} ROC-AUC, mean forecast − measured {q6['bias']:+.4f}; "
-                  f"Brier score of P(helps) {q6['brier']:.3f}. Goal (issue 19): hit rate ≥ 90% and above the constant, r ≥ 0.8: "
+                  + (f"Brier score of P(helps) {q6['brier']:.3f}. " if q6["brier"] == q6["brier"] else "")
+                  + "Goal (issue 19): hit rate ≥ 90% and above the constant, r ≥ 0.8: "
                   + ("met." if q6["rate"] >= 0.9 and q6["hits"] > q6["constant"] and q6["r"] >= 0.8 else "not met."), ""]
     lines += ["## When the forecasts were made", "", order, ""]
     text = "\n".join(lines)

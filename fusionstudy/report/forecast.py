@@ -107,6 +107,7 @@ def forecast_facts(studies: list[tuple[StudyResults, pd.DataFrame]], margin: flo
     score = forecast_score(rows) if rows else {"n": 0}
     if rows:
         score["rows"] = rows
-        score["brier"] = float(np.mean([(r["forecast"]["p_helps"] - (r["measured"]["verdict"] == HELPS)) ** 2
-                                        for r in rows if r["forecast"]["p_helps"] == r["forecast"]["p_helps"]]))
+        sq = [(r["forecast"]["p_helps"] - (r["measured"]["verdict"] == HELPS)) ** 2
+              for r in rows if r["forecast"]["p_helps"] == r["forecast"]["p_helps"]]
+        score["brier"] = float(np.mean(sq)) if sq else float("nan")
     return forecast_table(rows, margin), score
