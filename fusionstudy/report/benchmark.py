@@ -116,12 +116,24 @@ def _cells(r: dict) -> dict:
 
 def _verdict_sentence(real: list[dict], planted: list[dict], planted_ok: int) -> str:
     said = ", ".join(f"`{r['study']}` {r['verdict']}" for r in real) or "nothing"
-    out = f"Real datasets: {len(real)}; the primary contrast says {said}."
+    out = f"Studies of real data: {len(real)} (a dataset and a variant of it count twice); the primary contrast says {said}."
     if planted:
         wrong = ", ".join(f"`{r['study']}` {r['verdict']} vs {r['truth']}" for r in planted if r["verdict"] != r["truth"])
         out += f" Planted scenarios: the verdict equals the planted truth in {planted_ok} of {len(planted)}"
         out += f" ({wrong})." if wrong else "."
     return out
+
+
+VERDICT_COLUMNS = ("study", "rows", "splits × seeds", "primary: early_concat − every unimodal [95%]", "planted truth",
+                   "forecast [95%], P(helps)")
+
+
+def _tables(rows: list[dict]) -> str:
+    """The verdicts table, then the details (each row keyed by its study)."""
+    cells = pd.DataFrame([_cells(r) for r in rows])
+    details = ["study"] + [c for c in cells if c not in VERDICT_COLUMNS]
+    return (md_table(cells[list(VERDICT_COLUMNS)]) + "\n\nWhat each study's models reach, pooled over its splits "
+            "(estimates with their intervals; the best-on-test rows are descriptive):\n\n" + md_table(cells[details]))
 
 
 def render_benchmark(folders: list[Path], dest: Path) -> str:
@@ -148,7 +160,7 @@ def render_benchmark(folders: list[Path], dest: Path) -> str:
         "",
         "## Per study",
         "",
-        md_table(pd.DataFrame([_cells(r) for r in rows])) if rows else "No benchmark study is stored.",
+        _tables(rows) if rows else "No benchmark study is stored.",
         "",
         f"![primary gain per study]({os.path.relpath(fig, dest.parent)})" if fig else "",
         "",

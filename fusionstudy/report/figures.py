@@ -190,7 +190,9 @@ def figure_benchmark(rows: list[dict], margin: float, path: Path) -> Path | None
     hollow diamond, the margin ±``margin`` and zero as vertical lines. ``None`` without rows."""
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.55 * len(rows)))
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.55 * len(rows)))
+    lo = min(min(r["gain"]["lo"], *r["gain"]["per_split"]) for r in rows)
+    hi = max(max(r["gain"]["hi"], *r["gain"]["per_split"], (r["forecast"] or {}).get("gain", 0)) for r in rows)
     for i, r in enumerate(rows[::-1]):
         g, f = r["gain"], r["forecast"]
         ax.scatter(g["per_split"], np.full(len(g["per_split"]), i + 0.18), s=10, color="grey", alpha=0.7,
@@ -205,8 +207,10 @@ def figure_benchmark(rows: list[dict], margin: float, path: Path) -> Path | None
         ax.axvline(x, color="black" if x == 0 else "tab:red", ls=ls, lw=1)
     ax.set_yticks(range(len(rows)), [f"{r['study']}: {r['verdict']}" for r in rows[::-1]])
     ax.set_xscale("symlog", linthresh=0.02)
-    ax.set_xlabel(f"early fusion − strongest unimodal candidate, test ROC-AUC (symlog; dashed: ±margin {margin})")
+    ax.set_xlim(min(lo * 1.3, -2 * margin), max(hi * 1.3, 2 * margin))
+    ax.set_xlabel(f"early fusion − strongest unimodal candidate, test ROC-AUC\n(symmetric log scale, linear within ±0.02; "
+                  f"dashed: ±margin {margin})")
     ax.set_title("Is the second modality worth it? Primary contrast per study", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16 - 0.25 / len(rows)), ncol=3, frameon=False)
     return _save(fig, path)
