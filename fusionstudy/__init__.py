@@ -7,6 +7,7 @@ Library face (loaded lazily, so ``import fusionstudy`` and reading results never
     run_study(cfg, data=None, out=None, report=False) -> StudyResults
     load_study(folder) -> StudyResults
     predict(study_folder, model, rows, seed=None) -> DataFrame
+    forecast(cfg, data=None, out=None) -> DataFrame   # before fusing: forecast gain, interval, P(helps)
     list_profiles(), list_datasets()
 
 Layers (imports point one way): ``config`` -> ``data`` -> ``models`` -> ``training`` -> ``study``
@@ -23,7 +24,7 @@ except PackageNotFoundError:  # run from a checkout without installing
     __version__ = "0+unknown"
 
 _API = {"load_config": "fusionstudy.config", "run_study": "fusionstudy.api", "load_study": "fusionstudy.records",
-        "predict": "fusionstudy.api", "list_profiles": "fusionstudy.locations",
+        "predict": "fusionstudy.api", "forecast": "fusionstudy.api", "list_profiles": "fusionstudy.locations",
         "list_datasets": "fusionstudy.locations", "Config": "fusionstudy.config",
         "StudyResults": "fusionstudy.records"}
 __all__ = sorted(_API)

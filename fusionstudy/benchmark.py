@@ -59,7 +59,16 @@ def run_benchmark(root: Path = Path("."), datasets=DATASETS, scenarios: bool = T
         for name in (p.removeprefix("scenario_") for p in PLANTED) if scenarios else ():
             log.info(f"benchmark: planted scenario {name}")
             run_study(scenario_study(name, cache_root() / "scenarios"), out=root / "results" / f"scenario_{name}")
+    folders = benchmark_folders(root)
+    expected = [n for n, _ in datasets] + (list(PLANTED) if scenarios else [])
+    if not folders:
+        raise FileNotFoundError(f"no benchmark study under {root / 'results'} (looked for {', '.join(expected)}): run "
+                                f"`fusionstudy benchmark --root {root}` first, or point --root at the folder holding results/")
+    missing = [n for n in expected if n not in {f.name for f in folders}]
+    if missing:
+        log.warning(f"benchmark page without {len(missing)} of {len(expected)} studies (not stored): {', '.join(missing)}")
     dest = root / "docs" / "benchmark.md"
-    render_benchmark(benchmark_folders(root), dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    render_benchmark(folders, dest)
     log.info(f"wrote {dest}")
     return dest

@@ -66,6 +66,12 @@ def _forecast(args: argparse.Namespace) -> None:
     cells = table.assign(**{c: table[c].map("{:+.4f}".format) for c in ("gain", "lo", "hi")},
                          p_helps=table.p_helps.map("{:.2f}".format))
     print(cells.drop(columns=[c for c in table if c.startswith("auc_")]).to_string(index=False))
+    print("\ngain: forecast ROC-AUC of a cross-fitted stack of the two unimodal models minus the better one "
+          "(validation rows); lo/hi: its 95% interval (pooled over splits); verdict: the study's rule at margin "
+          f"{cfg.report.margin}; p_helps: the chance a study with this noise calls the gain 'helps' (its power), "
+          "not the chance that fusion helps. Rows other than 'clean' are the Part 5 weakenings "
+          "(kind:modality:level; none: --set study.subsample_levels=[] --set study.corrupt_levels=[] "
+          f"--set study.truncate_levels=[]). Stored in {Path(args.out) if args.out else 'the study folder'}/forecasts.jsonl.")
     clean = table[table.situation == "clean"].iloc[0]
     print(f"\nforecast (clean, {clean.splits} split(s)): fusing gains {clean.gain:+.4f} ROC-AUC "
           f"[{clean.lo:+.4f}, {clean.hi:+.4f}] over the better modality ({clean.better}): {clean.verdict} at margin "

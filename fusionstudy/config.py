@@ -348,7 +348,11 @@ def load_config(dataset: str | Path = "clothing", profile: str = "full",
         apply(cfg, folder_spec(dataset), origin=str(dataset / "column_info.json"))
     else:
         with open(dataset, "rb") as fh:
-            apply(cfg, tomllib.load(fh), origin=str(dataset))
+            spec = tomllib.load(fh)
+        ds = spec.get("dataset", {})
+        if "source" in ds:  # the user's own table: a column list it leaves out is empty, not the default data's
+            cfg.dataset.text, cfg.dataset.categorical, cfg.dataset.numeric = [], [], []
+        apply(cfg, spec, origin=str(dataset))
     for o in overrides or []:
         apply(cfg, parse_override(o), origin=f"--set {o}")
     source = Path(cfg.base_dir) / cfg.dataset.source

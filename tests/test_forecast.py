@@ -75,7 +75,8 @@ def test_power_is_half_where_the_lower_bound_meets_the_margin():
     assert p_helps(0.005 + z * 0.002, 0.002, 0.005) == pytest.approx(0.5)
     assert p_helps(0.005 + (z + 1.645) * 0.002, 0.002, 0.005) == pytest.approx(0.95, abs=1e-3)
     assert p_helps(0.0, 0.002, 0.005) == pytest.approx(stats.norm.cdf(-2.5 - z))
-    assert np.isnan(p_helps(0.01, 0.0, 0.005))
+    assert p_helps(0.01, 0.0, 0.005) == 1.0 and p_helps(0.004, 0.0, 0.005) == 0.0
+    assert np.isnan(p_helps(0.01, float("nan"), 0.005))
 
 
 def test_pooling_uses_the_nadeau_bengio_interval_over_splits():

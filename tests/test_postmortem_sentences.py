@@ -21,24 +21,31 @@ def _render(**ctx) -> str:
     return env.get_template("postmortem.md.j2").render({**base, **ctx})
 
 
-Q6 = {"n": 10, "studies": 2, "hits": 5, "rate": 0.5, "pred_help": 5, "meas_help": 5, "constant": 5,
-      "constant_says": "helps", "kappa": 0.0, "r": 0.5, "mae": 0.002, "bias": 0.001, "brier": 0.2}
+def _group(hits, constant=5, kappa=0.4, r=0.87, n=10):
+    return {"n": n, "studies": 2, "names": ["a", "b"], "hits": hits, "rate": hits / n, "constant": constant,
+            "constant_says": "helps", "kappa": kappa, "kappa_iv": (0.1, 0.7), "r": r, "r_iv": (0.5, 0.95),
+            "labels_equal": 4, "mae": 0.002, "bias": 0.001, "point_hits": 7, "point_constant": 5}
 
 
-@pytest.mark.parametrize("hits, says", [(8, "It beats the constant."), (5, "It does not beat the constant."),
-                                        (3, "It does not beat the constant.")])
+@pytest.mark.parametrize("hits, says", [(8, "it beats the constant"), (5, "it does not beat the constant"),
+                                        (3, "it does not beat the constant")])
 def test_q6_says_it_beats_the_constant_only_when_it_does(hits, says):
-    text = _render(q6={**Q6, "hits": hits})
-    assert says in text
-    if "not" in says:
-        assert "It beats the constant." not in text
+    from fusionstudy.report.forecast import forecast_text
+    text = forecast_text({"n": 20, "brier": 0.2, "held": _group(hits), "design": _group(5)})
+    held = text.split("\n")[0]
+    assert says in held and (("not" in says) or "does not beat" not in held)
 
 
-def test_q6_correlation_and_kappa_sentences_follow_their_values():
-    text = _render(q6={**Q6, "r": float("nan"), "kappa": float("nan")})
-    assert "correlation is undefined" in text and "kappa undefined" in text and "Pearson r" not in text
-    text = _render(q6={**Q6, "r": 0.87, "kappa": 0.4})
-    assert "Pearson r = 0.87" in text and "Cohen's kappa 0.40" in text and "over 10 situations of 2 studies" in text.lower()
+def test_q6_goal_kappa_and_correlation_follow_their_values():
+    from fusionstudy.report.forecast import forecast_text
+    met = forecast_text({"n": 20, "brier": 0.2, "held": _group(10, r=0.85), "design": _group(2)})
+    assert "on the held-out situations: met." in met and "Pearson r of forecast and measured gain 0.85" in met
+    missed = forecast_text({"n": 20, "brier": float("nan"), "held": _group(9, r=0.7), "design": {"n": 0}})
+    assert "on the held-out situations: not met." in missed and "Brier" not in missed
+    assert "No design situation is stored." in missed
+    nan = forecast_text({"n": 20, "brier": 0.2, "held": _group(5, kappa=float("nan"), r=float("nan")), "design": _group(5)})
+    assert "kappa undefined" in nan and "correlation is undefined" in nan
+    assert "Q6 text" in _render(q6={"n": 3}, q6_text="Q6 text")
 
 
 def test_limits_name_the_datasets_and_encoder_actually_run():

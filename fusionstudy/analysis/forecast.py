@@ -129,7 +129,10 @@ def forecast_gain(y: np.ndarray, probas: dict[str, np.ndarray], n_boot: int = 20
 def p_helps(gain: float, se: float, margin: float, level: float = LEVEL) -> float:
     """Power: the probability that a measured gain with standard error ``se`` has its ``level``
     interval's lower bound above ``margin`` when the true gain is ``gain``:
-    ``Phi((gain - margin) / se - z_{(1 + level) / 2})``. NaN when ``se`` is not positive."""
+    ``Phi((gain - margin) / se - z_{(1 + level) / 2})``; with ``se == 0``, 1 if ``gain > margin`` else 0;
+    NaN when ``se`` is NaN."""
+    if se == 0:  # no resampling spread (e.g. a modality that separates the classes): the gain is what it is
+        return float(gain > margin)
     if not se > 0:
         return float("nan")
     return float(stats.norm.cdf((gain - margin) / se - stats.norm.ppf(0.5 + level / 2)))
@@ -216,7 +219,11 @@ def forecast_frame(records: list, ratio: float, margin: float, n_boot: int = 200
     ``situation`` (``clean`` or ``kind:modality:level``), ``splits``, ``auc_<modality>`` and
     ``auc_stack`` (means over splits), ``better``, ``gain``, ``lo``, ``hi``, ``verdict``, ``p_helps``."""
     rows = []
-    for tag, per_split in _forecasts(records, n_boot).items():
+    def order(tag: str):  # clean first, then kind, modality and level as numbers
+        kind, _, rest = tag.partition(":")
+        mod, _, level = rest.partition(":")
+        return (bool(tag), kind, mod, float(level) if level else 0.0)
+    for tag, per_split in sorted(_forecasts(records, n_boot).items(), key=lambda kv: order(kv[0])):
         f = pooled_forecast(per_split, ratio, margin)
         aucs = pd.DataFrame([r["auc"] for r in per_split]).mean()
         rows.append({"situation": tag or "clean", "splits": f["k"], **{f"auc_{k}": float(v) for k, v in aucs.items()},

@@ -235,7 +235,7 @@ def render_experiments(res: StudyResults, figdir: Path, relto: Path, s: pd.DataF
            "gains": gains_context(res, s, rl["margin"]),
            "p4": part4_context(res, s, rl["margin"], figdir, rel), "p3": part3_context(res, s, rl, figdir, rel),
            "p5": part5_context(res, s, rl, figdir, rel), "remedies": remedies_context(res, rl["margin"]),
-           "inter": interaction_context(res),
+           "inter": interaction_context(res, rl["margin"]),
            "bench_table": md_table(bench_cells(part_table(res.meta, res.runs))),
            "bench_ratios": baseline_ratios(res.meta), "pooled": pooled_context(res, figdir, rel)}
     return environment().get_template("experiments.md.j2").render(ctx)

@@ -65,25 +65,52 @@ def forecast_rows(studies: list[tuple[StudyResults, pd.DataFrame]], margin: floa
     ``forecast`` (:func:`analysis.forecast.pooled_forecast`), ``measured`` (``value/lo/hi/verdict``)."""
     rows = []
     for res, s in studies:
+        held = held_out(res)
         f, m = situation_forecast(res, "", margin), _measured_clean(res, s, margin)
         if f is not None and m is not None:
-            rows.append({"study": res.name, "situation": f"{res.name} (clean)", "forecast": f, "measured": m})
+            rows.append({"study": res.name, "situation": f"{res.name} (clean)", "forecast": f, "measured": m, "held_out": held})
         for name, uni, tag, seeds in _part5_situations(res, s):
             f = situation_forecast(res, tag, margin)
             if f is None:
                 continue
             g = situation(res, FUSED, uni, tag, margin, seeds)
-            rows.append({"study": res.name, "situation": name, "forecast": f,
+            rows.append({"study": res.name, "situation": name, "forecast": f, "held_out": held,
                          "measured": {**g["gain"], "design": f"main split, {len(g['seeds'])} seeds"}})
     return rows
 
 
-def forecast_score(rows: list[dict]) -> dict:
-    """:func:`analysis.forecast.score_forecasts` over ``rows`` (:func:`forecast_rows`), plus the
-    number of studies they span."""
-    out = score_forecasts([r["forecast"]["gain"] for r in rows], [r["measured"]["value"] for r in rows],
-                          [r["forecast"]["helps"] for r in rows], [r["measured"]["verdict"] == HELPS for r in rows])
-    return {**out, "studies": len({r["study"] for r in rows})}
+def held_out(res: StudyResults) -> bool:
+    """Whether every stored forecast of ``res`` was made before its first fused run (the forecast
+    could not have been shaped by that study's results); from the records' timestamps."""
+    fused = [r.time for r in res.runs + res.resplits if r.kind == "fusion"]
+    return bool(res.forecasts) and bool(fused) and max(f.created for f in res.forecasts) < min(fused)
+
+
+def forecast_score(rows: list[dict], margin: float = 0.005, n_boot: int = 2000) -> dict:
+    """:func:`analysis.forecast.score_forecasts` over ``rows`` (:func:`forecast_rows`), plus: the
+    number of studies, three-label agreement (helps / equivalent / hurts / inconclusive),
+    ``point_hits`` (the forecast label against "the measured point estimate exceeds the margin",
+    which does not depend on the measurement's power) and study-clustered 95% bootstrap intervals
+    of kappa and r (``kappa_iv``, ``r_iv``: studies resampled with replacement, since situations of
+    one study share rows and models)."""
+    pg = np.array([r["forecast"]["gain"] for r in rows])
+    mg = np.array([r["measured"]["value"] for r in rows])
+    ph = np.array([r["forecast"]["helps"] for r in rows])
+    mh = np.array([r["measured"]["verdict"] == HELPS for r in rows])
+    out = score_forecasts(pg, mg, ph, mh)
+    study = np.array([r["study"] for r in rows])
+    names = sorted(set(study))
+    rng, ks, rs = np.random.default_rng(0), [], []
+    for _ in range(n_boot if len(names) > 2 else 0):
+        idx = np.concatenate([np.flatnonzero(study == n) for n in rng.choice(names, len(names))])
+        b = score_forecasts(pg[idx], mg[idx], ph[idx], mh[idx])
+        ks.append(b["kappa"])
+        rs.append(b["r"])
+    iv = lambda v: tuple(np.nanpercentile(v, [2.5, 97.5])) if np.isfinite(v).any() else (float("nan"),) * 2  # noqa: E731
+    return {**out, "studies": len(names), "labels_equal": int(sum(r["forecast"]["verdict"] == r["measured"]["verdict"] for r in rows)),
+            "point_hits": int((ph == (mg > margin)).sum()), "point_constant": max(int((mg > margin).sum()), len(rows) - int((mg > margin).sum())),
+            "kappa_iv": iv(np.array(ks, dtype=float)) if ks else (float("nan"),) * 2,
+            "r_iv": iv(np.array(rs, dtype=float)) if rs else (float("nan"),) * 2}
 
 
 def forecast_table(rows: list[dict], margin: float) -> str:
@@ -93,7 +120,7 @@ def forecast_table(rows: list[dict], margin: float) -> str:
     out = []
     for r in rows:
         f, m = r["forecast"], r["measured"]
-        out.append({"situation": r["situation"],
+        out.append({"situation": r["situation"] + ("" if r["held_out"] else " †"),
                     "forecast: stack − better unimodal (val)": f"{fmt_iv(f['gain'], f['lo'], f['hi'], True, margin)} {f['verdict']}",
                     "P(helps)": "n/a" if f["p_helps"] != f["p_helps"] else f"{f['p_helps']:.2f}",
                     "measured: early_concat − unimodal (test)": f"{fmt_iv(m['value'], m['lo'], m['hi'], True, margin)} {m['verdict']}",
@@ -102,12 +129,53 @@ def forecast_table(rows: list[dict], margin: float) -> str:
 
 
 def forecast_facts(studies: list[tuple[StudyResults, pd.DataFrame]], margin: float) -> tuple[str, dict]:
-    """``(table, score)`` for the postmortem's Q6; the score's ``n`` is 0 when no situation qualifies."""
+    """``(table, score)`` for the postmortem's Q6 and the benchmark page: the score over every
+    situation, and separately over the *held-out* studies (forecast stored before the study's first
+    fused run: ``held``) and the *design* studies (the predictor was chosen on them: ``design``).
+    The score's ``n`` is 0 when no situation qualifies."""
     rows = forecast_rows(studies, margin)
-    score = forecast_score(rows) if rows else {"n": 0}
-    if rows:
-        score["rows"] = rows
-        sq = [(r["forecast"]["p_helps"] - (r["measured"]["verdict"] == HELPS)) ** 2
-              for r in rows if r["forecast"]["p_helps"] == r["forecast"]["p_helps"]]
-        score["brier"] = float(np.mean(sq)) if sq else float("nan")
+    if not rows:
+        return forecast_table(rows, margin), {"n": 0}
+    score = {**forecast_score(rows, margin), "rows": rows}
+    for name, part in (("held", [r for r in rows if r["held_out"]]), ("design", [r for r in rows if not r["held_out"]])):
+        score[name] = {**forecast_score(part, margin), "names": sorted({r["study"] for r in part})} if part else {"n": 0}
+    sq = [(r["forecast"]["p_helps"] - (r["measured"]["verdict"] == HELPS)) ** 2
+          for r in rows if r["forecast"]["p_helps"] == r["forecast"]["p_helps"]]
+    score["brier"] = float(np.mean(sq)) if sq else float("nan")
     return forecast_table(rows, margin), score
+
+
+def _group_sentence(g: dict, label: str) -> str:
+    if not g.get("n"):
+        return f"No {label} situation is stored."
+    kappa = (f"Cohen's kappa {g['kappa']:.2f}" + (f" (study-clustered 95% [{g['kappa_iv'][0]:.2f}, {g['kappa_iv'][1]:.2f}])"
+                                                   if g["kappa_iv"][0] == g["kappa_iv"][0] else "")
+             if g["kappa"] == g["kappa"] else "Cohen's kappa undefined (one side is constant)")
+    r = (f"Pearson r of forecast and measured gain {g['r']:.2f}" + (f" (study-clustered 95% [{g['r_iv'][0]:.2f}, {g['r_iv'][1]:.2f}])"
+                                                                       if g["r_iv"][0] == g["r_iv"][0] else "")
+         if g["r"] == g["r"] else "the gains' correlation is undefined")
+    beats = "beats" if g["hits"] > g["constant"] else "does not beat"
+    return (f"**{label.capitalize()}** ({g['n']} situations of {g['studies']} {'study' if g['studies'] == 1 else 'studies'}: "
+            f"{', '.join(f'`{n}`' for n in g['names'])}): the forecast's helps-or-not label matched the measured one in "
+            f"{g['hits']} ({100 * g['rate']:.0f}%), the constant \"fusion {g['constant_says']}\" in {g['constant']} — it {beats} "
+            f"the constant; {kappa}; {r}; all four labels equal in {g['labels_equal']}; mean absolute error {g['mae']:.4f}, "
+            f"mean forecast − measured {g['bias']:+.4f}. Against \"the measured point estimate exceeds the margin\" "
+            f"(which does not depend on the measurement's power) it matched {g['point_hits']}, the constant {g['point_constant']}.")
+
+
+def forecast_text(q6: dict) -> str:
+    """Q6's and the benchmark page's verdict on the forecast, every clause a computed condition."""
+    if not q6.get("n"):
+        return ""
+    out = [_group_sentence(q6["held"], "held out"), _group_sentence(q6["design"], "design")]
+    brier = f" Brier score of P(helps) over all {q6['n']}: {q6['brier']:.3f}." if q6["brier"] == q6["brier"] else ""
+    held = q6["held"]
+    goal = ("met" if held.get("n") and held["rate"] >= 0.9 and held["hits"] > held["constant"] and held["r"] >= 0.8
+            else "not met")
+    return ("\n\n".join(f"- {o}" for o in out) + "\n\n" +
+            "Held-out studies are those whose forecasts were stored before their first fused run (the records' "
+            "timestamps); the predictor was chosen on the design studies after their results existed (marked † in the "
+            f"table).{brier} The target set for the forecast before any held-out result existed (hit rate ≥ 90% and "
+            f"above the constant, r ≥ 0.8), on the held-out situations: {goal}. Situations of one study share rows and models, hence the study-clustered intervals; a "
+            "measured label whose lower bound sits near the margin is a low-power call, and a binary hit counts an "
+            "\"equivalent\" forecast against a measured \"hurts\" as a match.")

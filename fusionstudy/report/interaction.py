@@ -24,17 +24,20 @@ def remedies_context(res, margin: float) -> dict | None:
     rows = [{"point": _point(r.tag), "remedy": REMEDY_PAPERS.get(r.remedy, r.remedy), "vs": r.plain, "seeds": str(r.seeds),
              "test ROC-AUC remedy / plain": f"{fmt_num(r.auc)} / {fmt_num(r.plain_auc)}",
              "remedy − plain [95%]": fmt_d({"value": r.diff, "lo": r.lo, "hi": r.hi, "margin": margin}),
-             "verdict": r.verdict, f"weak modality's Shapley share remedy / plain": f"{r.weak}: {r.share:.3f} / {r.plain_share:.3f}",
+             "verdict": r.verdict, "weak modality's Shapley share remedy / plain": f"{r.weak}: {r.share:.3f} / {r.plain_share:.3f}",
              "train s remedy / plain": f"{r.secs:.1f} / {r.plain_secs:.1f}"} for r in t.itertuples()]
     helps = sorted({f"{REMEDY_PAPERS.get(r.remedy, r.remedy)} at {_point(r.tag)}" for r in t.itertuples() if r.verdict == "helps"})
     hurts_clean = sorted(REMEDY_PAPERS.get(r.remedy, r.remedy) for r in t.itertuples() if not r.tag and r.verdict == "hurts")
     points = sorted({_point(x) for x in t.tag})
+    lowered = sorted(f"{REMEDY_PAPERS.get(r.remedy, r.remedy)} at {_point(r.tag)} ({r.share:.3f} vs {r.plain_share:.3f})"
+                     for r in t.itertuples() if r.share < r.plain_share - 0.05)
     return {"table": md_table(pd.DataFrame(rows)), "helps": helps, "hurts_clean": hurts_clean, "points": points,
+            "all_equivalent": bool((t.verdict == "equivalent").all()), "lowered": lowered,
             "seeds": sorted({r.seed for r in res.runs if r.training.regime == "remedy"}),
             "models": sorted(set(t.plain)), "raw": t}
 
 
-def interaction_context(res) -> dict | None:
+def interaction_context(res, margin: float = 0.005) -> dict | None:
     """EMAP per fused model (``None`` entries when no run stored EMAP inputs) and PID of the
     unimodal models' test predictions; ``None`` when neither exists."""
     e, p = emap_table(res), pid_table(res)
@@ -47,11 +50,11 @@ def interaction_context(res) -> dict | None:
                  "interaction used = model − projection [95%]": fmt_iv(r.gap, r.lo, r.hi, signed=True)}
                 for r in e.itertuples()]
         emap = {"table": md_table(pd.DataFrame(rows)), "n": int(e.n.iloc[0]),
-                "above": [r.model for r in e.itertuples() if r.lo > 0], "raw": e}
+                "above": [r.model for r in e.itertuples() if r.lo > 0], "raw": e,
+                "within": bool(((e.lo >= -margin) & (e.hi <= margin)).all()), "max_hi": float(e.hi.max())}
     pid = None
     if not p.empty:
-        rows = [{"atom": r.atom.replace("_", " "), "bits [95%]": fmt_iv(r.bits, r.lo, r.hi),
-                 "share of I(Y; X_text, X_tab) [95%]": fmt_iv(r.share, r.share_lo, r.share_hi)}
+        rows = [{"atom": r.atom.replace("_", " "), "bits": fmt_num(r.bits), "share of I(Y; X_text, X_tab)": fmt_num(r.share)}
                 for r in p.itertuples()]
         atoms = p[p.atom != "total"].set_index("atom")
         pid = {"table": md_table(pd.DataFrame(rows)), "n": int(p.n.iloc[0]), "bins": int(p.bins.iloc[0]),

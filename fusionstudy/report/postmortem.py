@@ -36,7 +36,7 @@ from fusionstudy.analysis.verdicts import (
 from fusionstudy.records import StudyResults, load_study
 from fusionstudy.report.experiments import environment, rules, summary_of
 from fusionstudy.report.figures import figure_forest
-from fusionstudy.report.forecast import forecast_facts
+from fusionstudy.report.forecast import forecast_facts, forecast_text
 from fusionstudy.report.formats import ci_cell, fmt_d, fmt_int, fmt_iv, fmt_num, md_table
 from fusionstudy.report.pooled import pooled_best, pooled_estimate, primary_facts
 from fusionstudy.report.robustness import trend_cell
@@ -234,7 +234,7 @@ def _trends(res: StudyResults, s: pd.DataFrame, rl: dict) -> dict | None:
     if not trends:
         return None
     own = [t for t in trends if t["model"] == rl["primary"]]
-    return {"model": rl["primary"], "own": [{**t, "cell": trend_cell(t)} for t in own], "n": len(trends),
+    return {"model": rl["primary"], "study": res.name, "own": [{**t, "cell": trend_cell(t)} for t in own], "n": len(trends),
             "counts": {lab: sum(t["label"] == lab for t in trends) for lab in dict.fromkeys(t["label"] for t in trends)}}
 
 
@@ -260,8 +260,9 @@ def render_postmortem(folders: list[Path], dest: Path, extra: list[Path] = ()) -
     facts = [_study_facts(r, sm, rl["margin"]) for r, sm in studies]
     auc = main.split["stats"].get("column_auc") or {}
     proxies = [c for c, v in auc.items() if v >= rl["proxy_auc"]]
-    missing_proxy = [f for (r, _), f in zip(studies[1:], facts[1:])
-                     if proxies and not set(proxies) & set(r.config["dataset"]["numeric"] + r.config["dataset"]["categorical"])]
+    same_data = main.config["dataset"]["source"]  # a contrast is the same table without the proxy columns
+    missing_proxy = [f for (r, _), f in zip(studies[1:], facts[1:]) if r.config["dataset"]["source"] == same_data
+                     and proxies and not set(proxies) & set(r.config["dataset"]["numeric"] + r.config["dataset"]["categorical"])]
     q2_table, q2 = _q2(main, s, rl["margin"])
     q4_table, q4 = _q4(main, s)
     q6_table, q6 = forecast_facts(studies + [(r, summary_of(r)) for r in map(load_study, extra)], rl["margin"])
@@ -278,7 +279,7 @@ def render_postmortem(folders: list[Path], dest: Path, extra: list[Path] = ()) -
            if (main.folder / "figures" / "primary_contrast.png").is_file() else None, "q1_table": _q1_table(facts, [sm for _, sm in studies], rl["margin"]),
            "costs": _costs(main, s, baselines(s)["unimodal"]), "q1_pooled": _q1_pooled(studies, rl["margin"]), "q2_table": q2_table, "q2": q2,
            "q3": _q3(main, s, rl["margin"]), "q4_table": q4_table, "q4": q4, "q5": _q5(main, s),
-           "q6_table": q6_table, "q6": q6, "trends": _trends(main, s, rl),
+           "q6_table": q6_table, "q6": q6, "q6_text": forecast_text(q6), "trends": _trends(main, s, rl),
            "datasets": list(dict.fromkeys(r.config["dataset"].get("source", r.name) for r, _ in studies)),
            "encoder": main.config.get("text", {}).get("encoder", "bag"), "n_classes": len(main.split["classes"]), "imb_seeds": len({r.seed for r in main.runs if r.training.regime == "weakened"})}
     env = environment()

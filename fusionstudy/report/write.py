@@ -55,13 +55,16 @@ def write_reports(folder: Path, dest: Path | None = None, root: Path = Path(".")
 def write_all(root: Path = Path(".")) -> None:
     """Rebuild everything from ``<root>/results``: ``experiments.md`` (default study), the
     ``experiments.md`` and ``summary.csv`` of every other stored benchmark study
-    (:mod:`fusionstudy.report.benchmark`), ``postmortem.md`` (Q1-Q5 from the default study and its
-    contrast; Q6 over every stored study) and ``docs/benchmark.md``."""
-    from fusionstudy.report.benchmark import benchmark_folders, render_benchmark
+    (:mod:`fusionstudy.report.benchmark`), ``postmortem.md`` (the headline per real-data study, the
+    default first; Q2-Q5 from the default study; Q6 over every stored study, planted scenarios
+    included) and ``docs/benchmark.md``."""
+    from fusionstudy.report.benchmark import PLANTED, benchmark_folders, render_benchmark
 
     main, contrast = root / MAIN, root / CONTRAST
     folders = [main] + ([contrast] if (contrast / "study.json").is_file() else [])
     others = [f for f in benchmark_folders(root) if f not in folders]
+    folders += [f for f in others if f.name not in PLANTED]  # every real dataset's headline, the default first
+    others = [f for f in others if f.name in PLANTED]  # planted scenarios: Q6 and the benchmark page only
     with ExitStack() as held:  # every study stays as it is until the postmortem is written
         for f in folders + others:
             held.enter_context(writer_lock(f, "fusionstudy report --all", hint=READ_ONLY_HINT))
@@ -69,6 +72,6 @@ def write_all(root: Path = Path(".")) -> None:
         for f in folders[1:] + others:
             write_reports(f, f / "experiments.md", root)
         (root / "postmortem.md").write_text(render_postmortem(folders, root / "postmortem.md", extra=others))
-        if others:
+        if len(folders + others) > 2:
             render_benchmark(folders + others, root / "docs" / "benchmark.md")
     log.info(f"wrote {root / 'postmortem.md'}")
