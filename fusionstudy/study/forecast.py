@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
@@ -31,6 +30,7 @@ from tqdm import tqdm
 from fusionstudy.config import Config
 from fusionstudy.data.perturb import weakened
 from fusionstudy.data.prepare import Prepared, prepare
+from fusionstudy.metrics import classification_metrics
 from fusionstudy.records import ForecastRecord, RunStore
 from fusionstudy.study.protocol import n_splits, part5_grid
 from fusionstudy.study.provenance import CODE, git_hash
@@ -42,11 +42,6 @@ HOLDOUT = 0.2  # share of the train rows that picks the text model's C
 SEED = 0  # the forecast's one seed: the HistGradientBoosting state, the hold-out, the weakening
 
 
-def _auc(y: np.ndarray, proba: np.ndarray) -> float:
-    return float(roc_auc_score(y, proba[:, 1]) if proba.shape[1] == 2 else
-                 roc_auc_score(y, proba, multi_class="ovr", average="macro"))
-
-
 def fit_text(prep: Prepared, seed: int = SEED) -> tuple[np.ndarray, dict]:
     """TF-IDF logistic regression fit on the train rows; C picked on a stratified hold-out of them.
 
@@ -54,8 +49,8 @@ def fit_text(prep: Prepared, seed: int = SEED) -> tuple[np.ndarray, dict]:
     """
     tr, va = prep.splits["train"], prep.splits["val"]
     fit, hold = train_test_split(np.arange(len(tr.y)), test_size=HOLDOUT, stratify=tr.y, random_state=seed)
-    score = {c: _auc(tr.y[hold], LogisticRegression(C=c, max_iter=3000).fit(tr.text[fit], tr.y[fit])
-                     .predict_proba(tr.text[hold])) for c in C_GRID}
+    score = {c: classification_metrics(tr.y[hold], LogisticRegression(C=c, max_iter=3000).fit(tr.text[fit], tr.y[fit])
+                     .predict_proba(tr.text[hold]))["roc_auc"] for c in C_GRID}
     c = max(score, key=score.get)
     model = LogisticRegression(C=c, max_iter=3000).fit(tr.text, tr.y)
     return model.predict_proba(va.text), {"C": c, "C_grid": list(C_GRID)}
