@@ -24,9 +24,11 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import pickle
 import resource
+import tempfile
 import time
-from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, as_completed
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -176,9 +178,30 @@ def _init_worker(prep: Prepared, cfg: Config, suite: list, threads: int, git: st
     CODE["git"] = git
 
 
-def _worker_run(spec: RunSpec | tuple[RunSpec, ...]) -> tuple[tuple | list[tuple], tuple[int, float]]:
+def _stage(prep: Prepared, folder: Path, split: int) -> str:
+    """Pickle split ``split``'s worker data (``prep``; no evaluation suite, no model saving: what a
+    resplit run needs) into ``folder`` for the workers of a pool opened on another split; returns
+    the file's path, which :func:`_worker_run` loads once per worker."""
+    path = Path(folder) / f"split{split}.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump((prep, [], None), fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return str(path)
+
+
+def _worker_run(spec: RunSpec | tuple[RunSpec, ...], stage: str | None = None
+                ) -> tuple[tuple | list[tuple], tuple[int, float]]:
     """Train one run (or a stack of seeds, :func:`train_stack`) in a worker: ``(train_run's output
-    (a list of them for a stack), (process id, peak resident MiB))``."""
+    (a list of them for a stack), (process id, peak resident MiB))``. ``stage`` (from :func:`_stage`)
+    names the split data the run trains on when it is not the data the worker started with: one
+    pool serves every split of a study (a spawned worker's start, torch's import included, costs
+    ~7 CPU seconds)."""
+    if stage is not None and _WORKER.get("stage") != stage:
+        with open(stage, "rb") as fh:
+            prep, suite, models = pickle.load(fh)
+        _WORKER.update(prep=prep, suite=suite, models=models, stage=stage)
+        _WORKER.pop("weakened", None)
+    elif stage is None and "stage" in _WORKER:
+        raise RuntimeError("a run of the pool's first split reached a worker that moved to another split")
     prep, cfg = _WORKER["prep"], _WORKER["cfg"]
     if isinstance(spec, tuple):
         return train_stack(spec, prep, cfg, _WORKER["suite"], save_dir=_WORKER.get("models")), (os.getpid(), peak_rss_mb())
@@ -217,11 +240,12 @@ def _failed(store: RunStore, spec: RunSpec, fp: str, err: Exception, pool) -> No
 
 
 def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, fp: str, peaks: dict[int, float],
-             cfg: Config) -> None:
+             cfg: Config, stage: str | None = None) -> None:
     """Train ``specs`` (in ``pool`` when given, else in this process; seeds stacked by
     :func:`stack_tasks`), storing each run as its task ends; a task that raises stores its runs as
     failed (:func:`_failed`) and the others go on. ``peaks`` collects each worker's peak resident
-    memory (MiB) by process id."""
+    memory (MiB) by process id. ``stage``: the staged split data of the runs (:func:`_stage`), for a
+    local pool opened on another split."""
     if not specs:
         return
 
@@ -251,7 +275,7 @@ def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, fp: str, pe
                 bar.set_postfix_str(label(task))
                 store_one(task, lambda: _worker_run(task))  # noqa: B023 — called at once
             return
-        futures = {pool.submit(_worker_run, t): t for t in tasks}
+        futures = {(pool.submit(_worker_run, t, stage) if stage else pool.submit(_worker_run, t)): t for t in tasks}
         for fut in as_completed(futures):
             store_one(futures[fut], fut.result)
             bar.set_postfix_str(f"{label(futures[fut])} done")
@@ -274,21 +298,30 @@ def _open_pool(cfg: Config, prep: Prepared, suite: list, code: str, models: Path
     return pool, workers, threads
 
 
-def _train_resplit(cfg: Config, prep: Prepared, split: int, store: RunStore, code: str, peaks: dict) -> list[str]:
+def _train_resplit(cfg: Config, prep: Prepared, split: int, store: RunStore, code: str, peaks: dict,
+                   shared: tuple[ProcessPoolExecutor, Path] | None = None) -> list[str]:
     """Train, store and return the keys of split ``split``'s missing runs: the Parts 1-2 models
-    (:func:`resplit_plan`), the references (in a driver thread) and the post-hoc late ensembles."""
+    (:func:`resplit_plan`), the references (in a driver thread) and the post-hoc late ensembles.
+    ``shared = (pool, folder)``: a local pool already running, fed the split through a file in
+    ``folder`` (:func:`_stage`); else a pool is opened for this split alone."""
     fp, done = cfg.fingerprint(), store.done_keys()
     todo = [sp for sp in resplit_plan(cfg, prep.modalities, split) if sp.key(fp) not in done]
-    pool, _, _ = _open_pool(cfg, prep, [], code, None, len(todo))
+    stage = None
+    if shared is not None and todo:
+        pool, stage = shared[0], _stage(prep, shared[1], split)
+    else:
+        pool, _, _ = _open_pool(cfg, prep, [], code, None, len(todo))
     refs = References(prep, cfg, done, background=pool is not None, split=split)
     try:
-        _execute(todo, store, pool, f"split {split + 1} of {n_splits(cfg)}", fp, peaks, cfg)
+        _execute(todo, store, pool, f"split {split + 1} of {n_splits(cfg)}", fp, peaks, cfg, stage)
         refs.store_into(store, {})
         store_ensembles(prep, cfg, store, done, cfg.study.split_seeds, split)
     finally:
         refs.close()
-        if pool is not None:
+        if pool is not None and stage is None:
             pool.shutdown(cancel_futures=True)
+        if stage is not None:
+            Path(stage).unlink(missing_ok=True)
     return [sp.key(fp) for sp in todo]
 
 
@@ -298,19 +331,25 @@ def _split_ids(prep: Prepared, seed: int) -> dict:
 
 
 def _run_resplits(cfg: Config, data: pd.DataFrame | None, store: RunStore, code: str, peaks: dict,
-                  folder: Path, split0: dict) -> tuple[int, int, set[str]]:
-    """Splits 1..K-1 (:func:`n_splits`), one after another; ``splits.json`` gets every split's seed
-    and val/test row ids (``split0``: the main split's). Returns ``(runs planned, runs attempted
-    now, keys that failed)``."""
+                  folder: Path, split0: dict, shared: tuple[ProcessPoolExecutor, Path] | None = None
+                  ) -> tuple[int, int, set[str]]:
+    """Splits 1..K-1 (:func:`n_splits`), one after another, each split's data prepared by a driver
+    thread while the one before trains; ``splits.json`` gets every split's seed and val/test row
+    ids (``split0``: the main split's). ``shared``: the study's local pool (see
+    :func:`_train_resplit`). Returns ``(runs planned, runs attempted now, keys that failed)``."""
     planned, attempted, failed = 0, 0, set()
-    info = {"0": split0}
-    for k in range(1, n_splits(cfg)):
-        prep = prepare(cfg, data, split_index=k)
-        info[str(k)] = _split_ids(prep, cfg.split.seed + k)
-        planned += len(resplit_plan(cfg, prep.modalities, k))
-        keys = _train_resplit(cfg, prep, k, store, code, peaks)
-        attempted += len(keys)
-        failed |= set(keys) - store.done_keys()
+    info, k_max = {"0": split0}, n_splits(cfg)
+    with ThreadPoolExecutor(1, thread_name_prefix="prepare") as ahead:
+        nxt = ahead.submit(prepare, cfg, data, split_index=1) if k_max > 1 else None
+        for k in range(1, k_max):
+            prep = nxt.result()
+            nxt = ahead.submit(prepare, cfg, data, split_index=k + 1) if k + 1 < k_max else None
+            info[str(k)] = _split_ids(prep, cfg.split.seed + k)
+            planned += len(resplit_plan(cfg, prep.modalities, k))
+            keys = _train_resplit(cfg, prep, k, store, code, peaks, shared)
+            attempted += len(keys)
+            failed |= set(keys) - store.done_keys()
+            del prep
     (folder / "splits.json").write_text(json.dumps(info))
     return planned, attempted, failed
 
@@ -350,31 +389,40 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
     n_all, n_todo = sum(map(len, parts.values())), sum(map(len, todo.values()))
     log.info(f"split 1 of {n_splits(cfg)}: {n_todo} runs to train, {n_all - n_todo} already stored; "
              f"{cfg.train.workers} worker(s)")
-    pool, workers, threads = _open_pool(cfg, prep, suite, code, models, n_todo)
+    re_keys = {sp.key(fp) for k in range(1, n_splits(cfg)) for sp in resplit_plan(cfg, prep.modalities, k)} - done
+    pool, workers, threads = _open_pool(cfg, prep, suite, code, models, n_todo + len(re_keys))
     # the references are fit by a driver thread while the workers train Parts 1, 2, 4 (the driver
     # only waits on them); in-process training keeps them first, so its thread count never changes
     refs = References(prep, cfg, done, background=pool is not None)
     if pool is None:
         refs.store_into(store, secs)
     peaks: dict[int, float] = {}
+    # a local pool lives through every split (its workers load each split's data from a file)
+    shared = isinstance(pool, ProcessPoolExecutor)
     try:
-        for part, desc in (("main", "Parts 1, 2, 4"), ("part3", "Part 3 (ModDrop)"), ("part5", "Part 5 (imbalance)"),
-                           ("remedies", "Part 5 remedies")):
+        with tempfile.TemporaryDirectory(prefix="fusionstudy-stage-") as stage_dir:
+            try:
+                for part, desc in (("main", "Parts 1, 2, 4"), ("part3", "Part 3 (ModDrop)"),
+                                   ("part5", "Part 5 (imbalance)"), ("remedies", "Part 5 remedies")):
+                    t0 = time.perf_counter()
+                    _execute(todo[part], store, pool, desc, fp, peaks, cfg)
+                    secs[part] = time.perf_counter() - t0
+                    if part == "main":
+                        refs.store_into(store, secs)
+                        store_ensembles(prep, cfg, store, done, cfg.study.seeds)
+            finally:
+                refs.close()
+                if pool is not None and not shared:
+                    pool.shutdown(cancel_futures=True)
+            modalities, n_classes, split0 = prep.modalities, len(prep.classes), _split_ids(prep, cfg.split.seed)
+            del prep, suite  # the resplits hold one split's data at a time
             t0 = time.perf_counter()
-            _execute(todo[part], store, pool, desc, fp, peaks, cfg)
-            secs[part] = time.perf_counter() - t0
-            if part == "main":
-                refs.store_into(store, secs)
-                store_ensembles(prep, cfg, store, done, cfg.study.seeds)
+            re_planned, re_todo, re_failed = _run_resplits(cfg, data, store, code, peaks, folder, split0,
+                                                           (pool, Path(stage_dir)) if shared else None)
+            secs["resplits"] = time.perf_counter() - t0
     finally:
-        refs.close()
-        if pool is not None:
+        if shared:
             pool.shutdown(cancel_futures=True)
-    modalities, n_classes, split0 = prep.modalities, len(prep.classes), _split_ids(prep, cfg.split.seed)
-    del prep, suite  # the resplits hold one split's data at a time
-    t0 = time.perf_counter()
-    re_planned, re_todo, re_failed = _run_resplits(cfg, data, store, code, peaks, folder, split0)
-    secs["resplits"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if any(sp.kind == "fusion" for sp in parts["main"]):
         rows = parameter_scaling(cfg.study.scaling_dims, sorted(modalities), cfg.model.head_hidden,

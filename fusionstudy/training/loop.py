@@ -65,6 +65,26 @@ def predict(model: MultimodalModel, split: SplitData, batch_size: int = 4096) ->
     return proba / proba.sum(axis=1, keepdims=True)  # exact float64 normalisation for scikit-learn
 
 
+@torch.no_grad()
+def predict_with_features(model: MultimodalModel, split: SplitData, known: dict[str, torch.Tensor],
+                          batch_size: int = 4096) -> np.ndarray:
+    """:func:`predict`, with the features of the modalities in ``known`` (``{modality: (n, d_m)}``,
+    from :func:`encoder_features` of the same rows and ``batch_size``) taken as given: only the other
+    encoders run. Encoders see one modality each and the batches are :func:`predict`'s, so the
+    result equals ``predict(model, split)`` bit for bit when ``known`` holds this split's own
+    features. Returns ``(n_samples, n_classes)`` float64 probabilities (rows sum to 1)."""
+    model.eval()
+    out = []
+    for start in range(0, len(split), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(split)))
+        todo = [m for m in model.modalities if m not in known]
+        inputs = move(to_inputs(split, idx)) if todo else {}
+        feats = {m: known[m][idx] if m in known else model.encoders[m](inputs[m]) for m in model.modalities}
+        out.append(torch.softmax(model.head(model.fusion(feats)), dim=1).cpu())
+    proba = torch.cat(out).double().numpy()
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
 def _grad_norms(model: MultimodalModel) -> dict[str, float]:
     """L2 norm of each encoder's gradient (sparse gradients must be coalesced: one value per row)."""
     norms = {}
