@@ -84,3 +84,35 @@ def test_majority_class_is_the_most_frequent_class_and_threshold_0_5_only_for_tw
 def test_each_limit_is_its_own_bullet():
     limits = _render().split("## Limits of this study")[1]
     assert "\n- Encoders are small" in limits and "splits.- " not in limits
+
+
+def test_q3_remedy_sentence_follows_the_share_intervals():
+    base = {"n": 2, "seeds": 3, "raised": [], "lowered": [], "verdicts": {"equivalent": 2}, "helps": []}
+    none = _render(remedies=base)
+    assert "no remedy raises the weak modality's share" in none and "lowered by" not in none
+    assert "no remedy makes the fused model measurably better here" in none
+    moved = _render(remedies={**base, "raised": ["G-Blend at clean: up"], "lowered": ["OGM-GE at clean: down"],
+                              "verdicts": {"helps": 1, "equivalent": 1}, "helps": ["G-Blend at clean: up"]})
+    assert "raised by G-Blend at clean: up; lowered by OGM-GE at clean: down" in moved
+    assert "no remedy raises" not in moved and "measurably better" not in moved and "helps 1, equivalent 1" in moved
+    assert "Does the dominance answer" not in _render(remedies=None)
+
+
+@pytest.mark.parametrize("emap, says, not_says", [
+    ({"n": 500, "models": 3, "within": True, "above": [], "widest": "`m` w"}, "No fused model uses cross-modal interaction",
+     "Fused models use"),
+    ({"n": 500, "models": 3, "within": False, "above": ["`tfn` +0.1"], "widest": "`tfn` w"}, "Fused models use cross-modal "
+     "interaction (EMAP", "No fused model uses"),
+    ({"n": 500, "models": 3, "within": False, "above": [], "widest": "`tfn` w"}, "is not settled", "No fused model uses")])
+def test_q6_emap_sentence_follows_the_intervals(emap, says, not_says):
+    pid = {"redundancy": 0.7, "unique_text": 0.0, "unique_tabular": 0.2, "synergy": 0.1, "largest": "redundancy"}
+    text = _render(interaction={"study": "a", "margin": 0.005, "emap": emap, "pid": pid})
+    assert says in text and not_says not in text
+    assert "70.0% in redundancy" in text and "a second modality can add at most" in text
+
+
+def test_q6_pid_sentence_names_the_largest_atom():
+    pid = {"redundancy": 0.1, "unique_text": 0.0, "unique_tabular": 0.1, "synergy": 0.8, "largest": "synergy"}
+    text = _render(interaction={"study": "a", "margin": 0.005, "emap": None, "pid": pid})
+    assert "80.0% in synergy: most of the information lies in the two together" in text and "EMAP" not in text
+    assert "What kind of gain" not in _render(interaction=None)

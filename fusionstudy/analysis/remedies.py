@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from fusionstudy.analysis.interaction import discretize, joint_distribution, pid
-from fusionstudy.analysis.verdicts import common_seeds, difference_on, probas, runs_of, seeds_of, shapley_intervals
+from fusionstudy.analysis.verdicts import (common_seeds, difference_on, probas, runs_of, seeds_of, shapley_intervals,
+                                           term)
 from fusionstudy.metrics import bootstrap_counts, interval, seed_average, seed_draws, weighted_auc
 from fusionstudy.records import RunRecord
 
@@ -37,12 +38,43 @@ def _weak_share(res, model: str, tag: str, weak: str) -> float:
     return phi[weak]["value"] / total if total > 0 else float("nan")
 
 
+def _phi_reps(res, model: str, tag: str, seeds: tuple[int, ...], draws: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+    """Each modality's two-player Shapley value of ROC-AUC (removal = marginalised, v(∅) = 0.5):
+    the seed mean and its ``(n_boot,)`` two-level replicates under the seed ``draws``."""
+    full, no_tab, no_text = (term(res, model, k, tag, seeds) for k in ("test", "remove:tabular", "remove:text"))
+    out = {}
+    for m, alone, without in (("text", no_tab, no_text), ("tabular", no_text, no_tab)):
+        obs = 0.5 * (alone[0] - 0.5 + full[0] - without[0])
+        reps = 0.5 * (alone[1] - 0.5 + full[1] - without[1])
+        out[m] = (float(obs.mean()), seed_average(reps, draws))
+    return out
+
+
+def share_difference(res, model: str, plain: str, tag: str, weak: str) -> dict[str, float]:
+    """The weak modality's Shapley share of ``model`` minus that of ``plain`` at Part 5 point ``tag``
+    on their common seeds, with a paired two-level 95% interval (seeds drawn alike for both, test
+    rows resampled alike; the share ``phi_weak / (phi_text + phi_tabular)`` is recomputed in every
+    replicate). Returns ``value`` (seed-mean shares' difference), ``lo``, ``hi``."""
+    seeds = common_seeds(res, [(model, tag), (plain, tag)])
+    n_boot = term(res, model, "test", tag, seeds)[1].shape[1]
+    draws = seed_draws(len(seeds), n_boot, seed=0)
+    share = {}
+    for m in (model, plain):
+        phi = _phi_reps(res, m, tag, seeds, draws)
+        total = (phi["text"][0] + phi["tabular"][0], phi["text"][1] + phi["tabular"][1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share[m] = (phi[weak][0] / total[0], np.where(total[1] > 0, phi[weak][1] / total[1], np.nan))
+    lo, hi = interval(0.0, share[model][1] - share[plain][1])
+    return {"value": share[model][0] - share[plain][0], "lo": lo, "hi": hi}
+
+
 def remedy_table(res, margin: float) -> pd.DataFrame:
     """One row per remedy model and Part 5 point (``tag``, ``""`` = clean): ``remedy``, its plain
     counterpart ``plain``, ``seeds``, ``auc`` / ``plain_auc`` (seed-mean test ROC-AUC),
     ``diff``/``lo``/``hi``/``verdict`` (remedy − plain, the rule at ``margin``), ``weak`` (the text at
     a clean point, else the weakened modality), ``share``/``plain_share`` (its share of the
-    two-player Shapley value of ROC-AUC, removal = marginalised), ``secs``/``plain_secs`` (mean
+    two-player Shapley value of ROC-AUC, removal = marginalised) and ``share_lo``/``share_hi`` (the
+    paired 95% interval of ``share - plain_share``, :func:`share_difference`), ``secs``/``plain_secs`` (mean
     train seconds per run, set-up included). Empty without remedy runs."""
     rem = [r for r in res.runs if r.training.regime == "remedy" and r.split == 0]
     rows = []
@@ -60,7 +92,9 @@ def remedy_table(res, margin: float) -> pd.DataFrame:
         rows.append({"model": model, "remedy": first.training.remedy, "plain": plain, "tag": tag, "seeds": len(seeds),
                      "auc": auc[model], "plain_auc": auc[plain], "diff": d["value"], "lo": d["lo"], "hi": d["hi"],
                      "verdict": d["verdict"], "weak": weak, "share": _weak_share(res, model, tag, weak),
-                     "plain_share": _weak_share(res, plain, tag, weak), "secs": secs[model], "plain_secs": secs[plain]})
+                     "plain_share": _weak_share(res, plain, tag, weak),
+                     **{f"share_{k}": v for k, v in share_difference(res, model, plain, tag, weak).items() if k != "value"},
+                     "secs": secs[model], "plain_secs": secs[plain]})
     return pd.DataFrame(rows)
 
 

@@ -11,7 +11,7 @@ REMEDY_PAPERS = {"ogm_ge": "OGM-GE (Peng et al., 2022)", "gblend": "G-Blend (Wan
                  "mla": "MLA (Zhang et al., 2024)"}
 
 
-def _point(tag: str) -> str:
+def point_name(tag: str) -> str:
     return "clean" if not tag else tag.replace(":", " ", 1).replace(":", " = ")
 
 
@@ -21,15 +21,15 @@ def remedies_context(res, margin: float) -> dict | None:
     t = remedy_table(res, margin)
     if t.empty:
         return None
-    rows = [{"point": _point(r.tag), "remedy": REMEDY_PAPERS.get(r.remedy, r.remedy), "vs": r.plain, "seeds": str(r.seeds),
+    rows = [{"point": point_name(r.tag), "remedy": REMEDY_PAPERS.get(r.remedy, r.remedy), "vs": r.plain, "seeds": str(r.seeds),
              "test ROC-AUC remedy / plain": f"{fmt_num(r.auc)} / {fmt_num(r.plain_auc)}",
              "remedy − plain [95%]": fmt_d({"value": r.diff, "lo": r.lo, "hi": r.hi, "margin": margin}),
              "verdict": r.verdict, "weak modality's Shapley share remedy / plain": f"{r.weak}: {r.share:.3f} / {r.plain_share:.3f}",
              "train s remedy / plain": f"{r.secs:.1f} / {r.plain_secs:.1f}"} for r in t.itertuples()]
-    helps = sorted({f"{REMEDY_PAPERS.get(r.remedy, r.remedy)} at {_point(r.tag)}" for r in t.itertuples() if r.verdict == "helps"})
+    helps = sorted({f"{REMEDY_PAPERS.get(r.remedy, r.remedy)} at {point_name(r.tag)}" for r in t.itertuples() if r.verdict == "helps"})
     hurts_clean = sorted(REMEDY_PAPERS.get(r.remedy, r.remedy) for r in t.itertuples() if not r.tag and r.verdict == "hurts")
-    points = sorted({_point(x) for x in t.tag})
-    lowered = sorted(f"{REMEDY_PAPERS.get(r.remedy, r.remedy)} at {_point(r.tag)} ({r.share:.3f} vs {r.plain_share:.3f})"
+    points = sorted({point_name(x) for x in t.tag})
+    lowered = sorted(f"{REMEDY_PAPERS.get(r.remedy, r.remedy)} at {point_name(r.tag)} ({r.share:.3f} vs {r.plain_share:.3f})"
                      for r in t.itertuples() if r.share < r.plain_share - 0.05)
     return {"table": md_table(pd.DataFrame(rows)), "helps": helps, "hurts_clean": hurts_clean, "points": points,
             "all_equivalent": bool((t.verdict == "equivalent").all()), "lowered": lowered,

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy.stats import chi2
 
 from fusionstudy.analysis.pooled import decisions_at_val_threshold, fused_vs_unimodal, split_means
+from fusionstudy.analysis.remedies import emap_table, pid_table, remedy_table
 from fusionstudy.analysis.tables import (
     eval_frame,
     imbalance_points,
@@ -38,6 +39,7 @@ from fusionstudy.report.experiments import environment, rules, summary_of
 from fusionstudy.report.figures import figure_forest
 from fusionstudy.report.forecast import forecast_facts, forecast_text
 from fusionstudy.report.formats import ci_cell, fmt_d, fmt_int, fmt_iv, fmt_num, md_table
+from fusionstudy.report.interaction import REMEDY_PAPERS, point_name
 from fusionstudy.report.pooled import pooled_best, pooled_estimate, primary_facts
 from fusionstudy.report.robustness import trend_cell
 
@@ -187,6 +189,42 @@ def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
     return out
 
 
+def _remedy_facts(res: StudyResults, margin: float) -> dict | None:
+    """Q3's dominance facts from Part 5's remedies (``analysis.remedies.remedy_table``): the remedy
+    runs whose weak-modality Shapley share moved (paired 95% interval of remedy − plain excluding
+    zero), as ``"<remedy> at <point>: <change> [lo, hi]"`` cells; ``None`` without remedy runs."""
+    t = remedy_table(res, margin)
+    if t.empty:
+        return None
+    cell = lambda r: (f"{REMEDY_PAPERS.get(r.remedy, r.remedy)} at {point_name(r.tag)}: {r.weak} "  # noqa: E731
+                      f"{r.plain_share:.3f} → {r.share:.3f} ({fmt_iv(r.share - r.plain_share, r.share_lo, r.share_hi, signed=True)})")
+    return {"n": len(t), "seeds": int(t.seeds.min()), "raised": [cell(r) for r in t.itertuples() if r.share_lo > 0],
+            "lowered": [cell(r) for r in t.itertuples() if r.share_hi < 0],
+            "verdicts": dict(t.verdict.value_counts()), "helps": [cell(r) for r in t.itertuples() if r.verdict == HELPS]}
+
+
+def _interaction_facts(res: StudyResults, margin: float) -> dict | None:
+    """Q6's data-level facts of the main study: EMAP gaps of every fused model (``emap_table``:
+    ``within`` = every interval inside ±margin, ``above`` = models whose interval lies above 0,
+    ``widest`` = the model whose interval reaches farthest from 0) and the PID atoms' shares of the
+    unimodal test predictions (``pid_table``, point estimates; the report shows no PID interval)."""
+    e, p = emap_table(res), pid_table(res, n_boot=0)
+    if e.empty and p.empty:
+        return None
+    emap = None
+    if not e.empty:
+        w = e.loc[np.maximum(e.hi.abs(), e.lo.abs()).idxmax()]
+        emap = {"n": int(e.n.iloc[0]), "models": len(e), "within": bool(((e.lo >= -margin) & (e.hi <= margin)).all()),
+                "above": [f"`{r.model}` {fmt_iv(r.gap, r.lo, r.hi, signed=True)}" for r in e.itertuples() if r.lo > 0],
+                "widest": f"`{w.model}` {fmt_iv(w.gap, w.lo, w.hi, signed=True)}"}
+    pid = None
+    if not p.empty:
+        share = p.set_index("atom").share
+        pid = {k: float(share[k]) for k in ("redundancy", "unique_text", "unique_tabular", "synergy")}
+        pid["largest"] = max(pid, key=pid.get)
+    return {"study": res.name, "emap": emap, "pid": pid, "margin": margin}
+
+
 def _q4(res: StudyResults, s: pd.DataFrame) -> tuple[str, dict]:
     s = s[s.kind.isin(["unimodal", "fusion"])]
     uni, fused = s[s.kind == "unimodal"], s[s.kind == "fusion"]
@@ -278,7 +316,8 @@ def render_postmortem(folders: list[Path], dest: Path, extra: list[Path] = ()) -
            "primary_fig": os.path.relpath(main.folder / "figures" / "primary_contrast.png", dest.parent)
            if (main.folder / "figures" / "primary_contrast.png").is_file() else None, "q1_table": _q1_table(facts, [sm for _, sm in studies], rl["margin"]),
            "costs": _costs(main, s, baselines(s)["unimodal"]), "q1_pooled": _q1_pooled(studies, rl["margin"]), "q2_table": q2_table, "q2": q2,
-           "q3": _q3(main, s, rl["margin"]), "q4_table": q4_table, "q4": q4, "q5": _q5(main, s),
+           "q3": _q3(main, s, rl["margin"]), "remedies": _remedy_facts(main, rl["margin"]),
+           "interaction": _interaction_facts(main, rl["margin"]), "q4_table": q4_table, "q4": q4, "q5": _q5(main, s),
            "q6_table": q6_table, "q6": q6, "q6_text": forecast_text(q6), "trends": _trends(main, s, rl),
            "datasets": list(dict.fromkeys(r.config["dataset"].get("source", r.name) for r, _ in studies)),
            "encoder": main.config.get("text", {}).get("encoder", "bag"), "n_classes": len(main.split["classes"]), "imb_seeds": len({r.seed for r in main.runs if r.training.regime == "weakened"})}
