@@ -32,7 +32,7 @@ from fusionstudy.data.perturb import weakened
 from fusionstudy.data.prepare import Prepared, prepare
 from fusionstudy.metrics import classification_metrics
 from fusionstudy.records import ForecastRecord, RunStore
-from fusionstudy.study.protocol import n_splits, part5_grid
+from fusionstudy.study.protocol import n_splits, part5_grid, staged_prepare
 from fusionstudy.study.provenance import CODE, git_hash
 from fusionstudy.study.references import C_GRID, categorical_mask, tabular_matrix
 
@@ -97,10 +97,12 @@ def forecast_record(prep: Prepared, cfg: Config, split: int, weaken: tuple) -> F
 
 
 def run_forecasts(cfg: Config, folder: Path, data: pd.DataFrame | None = None,
-                  prep0: Prepared | None = None) -> int:
+                  prep0: Prepared | None = None, stage: Path | None = None) -> int:
     """Compute and store every missing forecast record of the study in ``folder`` (resumable:
     stored keys of this config are skipped). ``prep0`` is the main split's prepared data if the
-    caller has it. Returns the number of records written; nothing for one-modality data.
+    caller has it; the other splits' data are prepared here, and kept under ``stage`` for the
+    study's later use when given (``protocol.staged_prepare``). Returns the number of records
+    written; nothing for one-modality data.
     """
     store = RunStore(folder)
     fp = cfg.fingerprint()
@@ -113,7 +115,7 @@ def run_forecasts(cfg: Config, folder: Path, data: pd.DataFrame | None = None,
     preps: dict[int, Prepared] = {0: prep0}
     for k, w in tqdm(todo, desc="before-fusion forecast", unit="fit", leave=False):
         if k not in preps:
-            preps = {k: prepare(cfg, data, split_index=k)}  # one split's data at a time
+            preps = {k: staged_prepare(cfg, data, k, stage)}  # one split's data at a time
         prep = preps[k]
         store.append_forecast(forecast_record(weakened(prep, w, SEED) if w else prep, cfg, k, w))
     log.info(f"before-fusion forecast: {len(todo)} situation(s) fit")

@@ -47,7 +47,7 @@ from fusionstudy.records import EvalRecord, FailureRecord, PredictionRecord, Run
 from fusionstudy.study.comparators import References, late_ensemble, reference_runs, store_ensembles  # noqa: F401
 from fusionstudy.study.forecast import run_forecasts
 from fusionstudy.study.executors import RayPool, describe_failure, threads_per_run
-from fusionstudy.study.protocol import SAVED_PARTS, RunSpec, check_data_size, check_models, n_splits, plan, resplit_plan, usable_models  # noqa: F401 (re-exported)
+from fusionstudy.study.protocol import SAVED_PARTS, RunSpec, check_data_size, check_models, n_splits, plan, resplit_plan, staged_path, staged_prepare, usable_models  # noqa: F401 (re-exported)
 from fusionstudy.study.provenance import CODE, git_hash, make_record, rules_record  # noqa: F401 (re-exported)
 from fusionstudy.study.references import single_column_auc
 from fusionstudy.study.saving import models_dir, save_preprocessing, save_weights
@@ -178,27 +178,17 @@ def _init_worker(prep: Prepared, cfg: Config, suite: list, threads: int, git: st
     CODE["git"] = git
 
 
-def _stage(prep: Prepared, folder: Path, split: int) -> str:
-    """Pickle split ``split``'s worker data (``prep``; no evaluation suite, no model saving: what a
-    resplit run needs) into ``folder`` for the workers of a pool opened on another split; returns
-    the file's path, which :func:`_worker_run` loads once per worker."""
-    path = Path(folder) / f"split{split}.pkl"
-    with open(path, "wb") as fh:
-        pickle.dump((prep, [], None), fh, protocol=pickle.HIGHEST_PROTOCOL)
-    return str(path)
-
-
 def _worker_run(spec: RunSpec | tuple[RunSpec, ...], stage: str | None = None
                 ) -> tuple[tuple | list[tuple], tuple[int, float]]:
     """Train one run (or a stack of seeds, :func:`train_stack`) in a worker: ``(train_run's output
-    (a list of them for a stack), (process id, peak resident MiB))``. ``stage`` (from :func:`_stage`)
-    names the split data the run trains on when it is not the data the worker started with: one
+    (a list of them for a stack), (process id, peak resident MiB))``. ``stage`` (a
+    ``protocol.staged_prepare`` file) names the split data the run trains on when it is not the
+    data the worker started with: one
     pool serves every split of a study (a spawned worker's start, torch's import included, costs
     ~7 CPU seconds)."""
-    if stage is not None and _WORKER.get("stage") != stage:
+    if stage is not None and _WORKER.get("stage") != stage:  # a resplit: no evaluation suite, no saved weights
         with open(stage, "rb") as fh:
-            prep, suite, models = pickle.load(fh)
-        _WORKER.update(prep=prep, suite=suite, models=models, stage=stage)
+            _WORKER.update(prep=pickle.load(fh), suite=[], models=None, stage=stage)
         _WORKER.pop("weakened", None)
     elif stage is None and "stage" in _WORKER:
         raise RuntimeError("a run of the pool's first split reached a worker that moved to another split")
@@ -244,8 +234,8 @@ def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, fp: str, pe
     """Train ``specs`` (in ``pool`` when given, else in this process; seeds stacked by
     :func:`stack_tasks`), storing each run as its task ends; a task that raises stores its runs as
     failed (:func:`_failed`) and the others go on. ``peaks`` collects each worker's peak resident
-    memory (MiB) by process id. ``stage``: the staged split data of the runs (:func:`_stage`), for a
-    local pool opened on another split."""
+    memory (MiB) by process id. ``stage``: the staged split data of the runs
+    (``protocol.staged_prepare``'s file), for a local pool opened on another split."""
     if not specs:
         return
 
@@ -302,13 +292,13 @@ def _train_resplit(cfg: Config, prep: Prepared, split: int, store: RunStore, cod
                    shared: tuple[ProcessPoolExecutor, Path] | None = None) -> list[str]:
     """Train, store and return the keys of split ``split``'s missing runs: the Parts 1-2 models
     (:func:`resplit_plan`), the references (in a driver thread) and the post-hoc late ensembles.
-    ``shared = (pool, folder)``: a local pool already running, fed the split through a file in
-    ``folder`` (:func:`_stage`); else a pool is opened for this split alone."""
+    ``shared = (pool, stage folder)``: a local pool already running, fed the split through its
+    ``protocol.staged_prepare`` file there; else a pool is opened for this split alone."""
     fp, done = cfg.fingerprint(), store.done_keys()
     todo = [sp for sp in resplit_plan(cfg, prep.modalities, split) if sp.key(fp) not in done]
     stage = None
     if shared is not None and todo:
-        pool, stage = shared[0], _stage(prep, shared[1], split)
+        pool, stage = shared[0], str(staged_path(shared[1], split))
     else:
         pool, _, _ = _open_pool(cfg, prep, [], code, None, len(todo))
     refs = References(prep, cfg, done, background=pool is not None, split=split)
@@ -320,8 +310,6 @@ def _train_resplit(cfg: Config, prep: Prepared, split: int, store: RunStore, cod
         refs.close()
         if pool is not None and stage is None:
             pool.shutdown(cancel_futures=True)
-        if stage is not None:
-            Path(stage).unlink(missing_ok=True)
     return [sp.key(fp) for sp in todo]
 
 
@@ -331,22 +319,24 @@ def _split_ids(prep: Prepared, seed: int) -> dict:
 
 
 def _run_resplits(cfg: Config, data: pd.DataFrame | None, store: RunStore, code: str, peaks: dict,
-                  folder: Path, split0: dict, shared: tuple[ProcessPoolExecutor, Path] | None = None
+                  folder: Path, split0: dict, stage: Path, shared: ProcessPoolExecutor | None = None
                   ) -> tuple[int, int, set[str]]:
-    """Splits 1..K-1 (:func:`n_splits`), one after another, each split's data prepared by a driver
-    thread while the one before trains; ``splits.json`` gets every split's seed and val/test row
-    ids (``split0``: the main split's). ``shared``: the study's local pool (see
-    :func:`_train_resplit`). Returns ``(runs planned, runs attempted now, keys that failed)``."""
+    """Splits 1..K-1 (:func:`n_splits`), one after another, each split's data prepared (or loaded
+    from ``stage``, where the forecast left it: ``protocol.staged_prepare``) by a driver thread
+    while the one before trains; ``splits.json`` gets every split's seed and val/test row ids
+    (``split0``: the main split's). ``shared``: the study's local pool (see :func:`_train_resplit`).
+    Returns ``(runs planned, runs attempted now, keys that failed)``."""
     planned, attempted, failed = 0, 0, set()
     info, k_max = {"0": split0}, n_splits(cfg)
     with ThreadPoolExecutor(1, thread_name_prefix="prepare") as ahead:
-        nxt = ahead.submit(prepare, cfg, data, split_index=1) if k_max > 1 else None
+        nxt = ahead.submit(staged_prepare, cfg, data, 1, stage) if k_max > 1 else None
         for k in range(1, k_max):
             prep = nxt.result()
-            nxt = ahead.submit(prepare, cfg, data, split_index=k + 1) if k + 1 < k_max else None
+            nxt = ahead.submit(staged_prepare, cfg, data, k + 1, stage) if k + 1 < k_max else None
             info[str(k)] = _split_ids(prep, cfg.split.seed + k)
             planned += len(resplit_plan(cfg, prep.modalities, k))
-            keys = _train_resplit(cfg, prep, k, store, code, peaks, shared)
+            keys = _train_resplit(cfg, prep, k, store, code, peaks, None if shared is None else (shared, stage))
+            staged_path(stage, k).unlink(missing_ok=True)
             attempted += len(keys)
             failed |= set(keys) - store.done_keys()
             del prep
@@ -379,50 +369,53 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
         save_preprocessing(prep, cfg, models)
     suite = eval_suite(prep, cfg, full=cfg.study.robustness)
     secs = {"data": time.perf_counter() - t_start, "reference": 0.0}
-    if cfg.study.forecast:  # before any fused model exists: the forecast's records predate what they predict
-        t0 = time.perf_counter()
-        run_forecasts(cfg, folder, data, prep)
-        secs["forecast"] = time.perf_counter() - t0
-    done = store.done_keys()
-    parts = plan(cfg, prep.modalities)
-    todo = {k: [sp for sp in v if sp.key(fp) not in done] for k, v in parts.items()}
-    n_all, n_todo = sum(map(len, parts.values())), sum(map(len, todo.values()))
-    log.info(f"split 1 of {n_splits(cfg)}: {n_todo} runs to train, {n_all - n_todo} already stored; "
-             f"{cfg.train.workers} worker(s)")
-    re_keys = {sp.key(fp) for k in range(1, n_splits(cfg)) for sp in resplit_plan(cfg, prep.modalities, k)} - done
-    pool, workers, threads = _open_pool(cfg, prep, suite, code, models, n_todo + len(re_keys))
-    # the references are fit by a driver thread while the workers train Parts 1, 2, 4 (the driver
-    # only waits on them); in-process training keeps them first, so its thread count never changes
-    refs = References(prep, cfg, done, background=pool is not None)
-    if pool is None:
-        refs.store_into(store, secs)
-    peaks: dict[int, float] = {}
-    # a local pool lives through every split (its workers load each split's data from a file)
-    shared = isinstance(pool, ProcessPoolExecutor)
+    # each resplit's prepared data, kept as a file for the forecast, the driver and the workers
+    stage_dir, pool, shared = tempfile.TemporaryDirectory(prefix="fusionstudy-stage-"), None, False
+    stage = Path(stage_dir.name)
     try:
-        with tempfile.TemporaryDirectory(prefix="fusionstudy-stage-") as stage_dir:
-            try:
-                for part, desc in (("main", "Parts 1, 2, 4"), ("part3", "Part 3 (ModDrop)"),
-                                   ("part5", "Part 5 (imbalance)"), ("remedies", "Part 5 remedies")):
-                    t0 = time.perf_counter()
-                    _execute(todo[part], store, pool, desc, fp, peaks, cfg)
-                    secs[part] = time.perf_counter() - t0
-                    if part == "main":
-                        refs.store_into(store, secs)
-                        store_ensembles(prep, cfg, store, done, cfg.study.seeds)
-            finally:
-                refs.close()
-                if pool is not None and not shared:
-                    pool.shutdown(cancel_futures=True)
-            modalities, n_classes, split0 = prep.modalities, len(prep.classes), _split_ids(prep, cfg.split.seed)
-            del prep, suite  # the resplits hold one split's data at a time
+        if cfg.study.forecast:  # before any fused model exists: the forecast's records predate what they predict
             t0 = time.perf_counter()
-            re_planned, re_todo, re_failed = _run_resplits(cfg, data, store, code, peaks, folder, split0,
-                                                           (pool, Path(stage_dir)) if shared else None)
-            secs["resplits"] = time.perf_counter() - t0
+            run_forecasts(cfg, folder, data, prep, stage)
+            secs["forecast"] = time.perf_counter() - t0
+        done = store.done_keys()
+        parts = plan(cfg, prep.modalities)
+        todo = {k: [sp for sp in v if sp.key(fp) not in done] for k, v in parts.items()}
+        n_all, n_todo = sum(map(len, parts.values())), sum(map(len, todo.values()))
+        log.info(f"split 1 of {n_splits(cfg)}: {n_todo} runs to train, {n_all - n_todo} already stored; "
+                 f"{cfg.train.workers} worker(s)")
+        re_keys = {sp.key(fp) for k in range(1, n_splits(cfg)) for sp in resplit_plan(cfg, prep.modalities, k)} - done
+        pool, workers, threads = _open_pool(cfg, prep, suite, code, models, n_todo + len(re_keys))
+        # a local pool lives through every split (its workers load each split's data from a file)
+        shared = isinstance(pool, ProcessPoolExecutor)
+        # the references are fit by a driver thread while the workers train Parts 1, 2, 4 (the driver
+        # only waits on them); in-process training keeps them first, so its thread count never changes
+        refs = References(prep, cfg, done, background=pool is not None)
+        if pool is None:
+            refs.store_into(store, secs)
+        peaks: dict[int, float] = {}
+        try:
+            for part, desc in (("main", "Parts 1, 2, 4"), ("part3", "Part 3 (ModDrop)"),
+                               ("part5", "Part 5 (imbalance)"), ("remedies", "Part 5 remedies")):
+                t0 = time.perf_counter()
+                _execute(todo[part], store, pool, desc, fp, peaks, cfg)
+                secs[part] = time.perf_counter() - t0
+                if part == "main":
+                    refs.store_into(store, secs)
+                    store_ensembles(prep, cfg, store, done, cfg.study.seeds)
+        finally:
+            refs.close()
+            if pool is not None and not shared:
+                pool.shutdown(cancel_futures=True)
+        modalities, n_classes, split0 = prep.modalities, len(prep.classes), _split_ids(prep, cfg.split.seed)
+        del prep, suite  # the resplits hold one split's data at a time
+        t0 = time.perf_counter()
+        re_planned, re_todo, re_failed = _run_resplits(cfg, data, store, code, peaks, folder, split0, stage,
+                                                       pool if shared else None)
+        secs["resplits"] = time.perf_counter() - t0
     finally:
         if shared:
             pool.shutdown(cancel_futures=True)
+        stage_dir.cleanup()
     t0 = time.perf_counter()
     if any(sp.kind == "fusion" for sp in parts["main"]):
         rows = parameter_scaling(cfg.study.scaling_dims, sorted(modalities), cfg.model.head_hidden,
