@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -219,6 +220,13 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM handler: raise KeyboardInterrupt in the main thread, so the study's ``finally``
+    blocks shut its worker pool down (the run in progress finishes or is cancelled; every finished
+    run is already stored) instead of leaving worker processes behind."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``fusionstudy`` console script."""
     args = parser().parse_args(argv)
@@ -226,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     handler.setFormatter(_Plain())
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler])
     logging.getLogger("fusionstudy").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    signal.signal(signal.SIGTERM, _terminated)  # `kill PID` stops the workers too, as Ctrl-C does
     try:
         args.func(args)
     except USER_ERRORS as e:
