@@ -66,3 +66,21 @@ def test_a_spec_with_its_own_source_does_not_inherit_the_default_columns(tmp_pat
     spec.write_text('[dataset]\nname = "one"\nsource = "t.csv"\ntext = ["body"]\nlabel = "y"\n')
     cfg = load_config(spec, "quick")
     assert cfg.dataset.text == ["body"] and cfg.dataset.categorical == [] and cfg.dataset.numeric == []
+
+
+def test_benchmark_trains_every_study_in_order_and_says_which_are_stored(tmp_path, monkeypatch, caplog):
+    import fusionstudy.api
+    from fusionstudy import benchmark
+    from fusionstudy.config import load_config
+    from fusionstudy.report.benchmark import PLANTED
+    calls = []
+    monkeypatch.setattr(fusionstudy.api, "run_study", lambda cfg, out: calls.append((cfg.dataset.name, Path(out).name)))
+    monkeypatch.setattr(benchmark, "scenario_study", lambda name, folder: load_config("clothing", "quick"))
+    (tmp_path / "results" / "clothing").mkdir(parents=True)
+    (tmp_path / "results" / "clothing" / "study.json").write_text("{}")
+    with caplog.at_level("INFO", logger="fusionstudy"), pytest.raises(FileNotFoundError, match="runs.jsonl not found"):
+        benchmark.run_benchmark(tmp_path, datasets=(("clothing", "full"), ("faa_strikes", "benchmark")))
+    assert [out for _, out in calls] == ["clothing", "faa_strikes", *PLANTED]
+    assert calls[1][0] == "faa_strikes"
+    assert f"{2 + len(PLANTED)} studies" in caplog.text and "1 already stored" in caplog.text
+    assert f"study {2 + len(PLANTED)} of {2 + len(PLANTED)}: {PLANTED[-1]}" in caplog.text
