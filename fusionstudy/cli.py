@@ -24,6 +24,8 @@ study in which a planned run failed: its results and report are written, the lin
 from __future__ import annotations
 
 import argparse
+import json
+from collections import Counter
 import logging
 import sys
 from dataclasses import replace
@@ -37,9 +39,24 @@ log = logging.getLogger("fusionstudy")
 USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, ImportError, ConnectionError, OSError)
 
 
+def failure_note(folder: Path) -> str:
+    """One line on the runs that failed in the study's last invocation (``study.json``'s
+    ``runs_failed``) and the most common reason, from ``failures.jsonl``; ``""`` if none failed."""
+    meta = json.loads((Path(folder) / "study.json").read_text())
+    if not meta.get("runs_failed"):
+        return ""
+    from fusionstudy.records import RunStore
+
+    store = RunStore(folder)
+    done = store.done_keys()
+    fails = {f.run_key: f for f in store.failures() if f.config_fp == meta["config_fp"] and f.run_key not in done}
+    why, n_why = Counter(f"{f.error_type}: {f.message}" for f in fails.values()).most_common(1)[0]
+    return (f"{meta['runs_failed']} of {meta['runs_planned']} planned run(s) failed ({n_why} with {why}); "
+            f"see {store.failures_path}; fix the cause and rerun the same command to retry them")
+
+
 def _run(args: argparse.Namespace) -> None:
     from fusionstudy.api import run_study  # the training stack loads after the folder's lock is taken
-    from fusionstudy.records import failure_note
 
     cfg = load_config(args.data, args.profile, args.set)
     if args.mlflow is not None:

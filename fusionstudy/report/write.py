@@ -14,7 +14,7 @@ import logging
 from contextlib import ExitStack
 from pathlib import Path
 
-from fusionstudy.records import load_study, writer_lock
+from fusionstudy.records import load_study, shared_loads, writer_lock
 from fusionstudy.report.experiments import render_experiments, summary_of
 from fusionstudy.report.postmortem import render_postmortem
 
@@ -66,6 +66,7 @@ def write_all(root: Path = Path(".")) -> None:
     folders += [f for f in others if f.name not in PLANTED]  # every real dataset's headline, the default first
     others = [f for f in others if f.name in PLANTED]  # planted scenarios: Q6 and the benchmark page only
     with ExitStack() as held:  # every study stays as it is until the postmortem is written
+        held.enter_context(shared_loads())  # each study is read once (and its bootstrap replicates computed once)
         for f in folders + others:
             held.enter_context(writer_lock(f, "fusionstudy report --all", hint=READ_ONLY_HINT))
         write_reports(main, root / "experiments.md", root)
