@@ -44,6 +44,7 @@ from fusionstudy.data.prepare import prepare
 from fusionstudy.extras import import_extra
 from fusionstudy.records import load_study
 from fusionstudy.report.formats import bench_cells, md_table
+from fusionstudy.report.benchmark import benchmark_folders
 from fusionstudy.report.write import CONTRAST, MAIN, write_all
 from fusionstudy.study.runner import peak_rss_mb, run_study
 from fusionstudy.training.batched import fit_stack, make_stack
@@ -117,8 +118,9 @@ class _Stopwatch(logging.Handler):
 
 
 def bench_reports(root: Path = Path(".")) -> pd.DataFrame:
-    """Wall seconds (this machine, one process) to regenerate every report of ``fusionstudy report
-    --all`` from ``root``'s stored results, on a temporary copy (figures and reports not copied).
+    """Wall seconds (this machine) to regenerate every report of ``fusionstudy report --all`` from
+    ``root``'s stored results (the default study, its contrast and every benchmark study), on a
+    temporary copy (figures and reports not copied).
 
     Returns one row per document in the order written (``document``, relative to ``root``;
     ``seconds`` since the previous document, loading included; ``same_as_root``: ``yes`` if the
@@ -133,10 +135,10 @@ def bench_reports(root: Path = Path(".")) -> pd.DataFrame:
     if not (root / MAIN / "study.json").is_file():
         raise FileNotFoundError(f"{root / MAIN}: no study.json; pass the repository whose results/ to time")
     with tempfile.TemporaryDirectory() as tmp:
-        for folder in (MAIN, CONTRAST):
+        for folder in dict.fromkeys([MAIN, CONTRAST] + [f.relative_to(root) for f in benchmark_folders(root)]):
             if (root / folder / "study.json").is_file():
                 shutil.copytree(root / folder, Path(tmp) / folder,
-                                ignore=shutil.ignore_patterns("figures", "*.md", "summary.csv"))
+                                ignore=shutil.ignore_patterns("figures", "*.md", "summary.csv", ".fusionstudy.*"))
         watch, writer = _Stopwatch(), logging.getLogger("fusionstudy.report.write")
         writer.addHandler(watch)
         level, t0 = writer.level, time.perf_counter()

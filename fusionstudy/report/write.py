@@ -14,6 +14,8 @@ import logging
 from contextlib import ExitStack
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from fusionstudy.records import load_study, shared_loads, writer_lock
 from fusionstudy.report.experiments import render_experiments, summary_of
 from fusionstudy.report.postmortem import render_postmortem
@@ -67,6 +69,7 @@ def write_all(root: Path = Path(".")) -> None:
     others = [f for f in others if f.name in PLANTED]  # planted scenarios: Q6 and the benchmark page only
     with ExitStack() as held:  # every study stays as it is until the postmortem is written
         held.enter_context(shared_loads())  # each study is read once (and its bootstrap replicates computed once)
+        held.enter_context(threadpool_limits(1))  # small arrays: BLAS threads only contend for the cores
         for f in folders + others:
             held.enter_context(writer_lock(f, "fusionstudy report --all", hint=READ_ONLY_HINT))
         write_reports(main, root / "experiments.md", root)
