@@ -105,27 +105,29 @@ def compare_executors(data: str, profile: str, overrides: list[str]) -> pd.DataF
 
 
 class _Stopwatch(logging.Handler):
-    """Wall seconds between the report writer's ``wrote ...`` log lines: one lap per document."""
+    """Wall seconds between the report writer's ``wrote ...`` log lines (or a worker's own, when the
+    line carries them): one lap per document."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.start, self.laps = time.perf_counter(), []
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, record: logging.LogRecord) -> None:  # a worker's document carries its own seconds
         now = time.perf_counter()
-        self.laps.append((record.getMessage().removeprefix("wrote "), now - self.start))
+        self.laps.append((record.getMessage().removeprefix("wrote "), getattr(record, "seconds", now - self.start)))
         self.start = now
 
 
-def bench_reports(root: Path = Path(".")) -> pd.DataFrame:
+def bench_reports(root: Path = Path("."), workers: int = 2) -> pd.DataFrame:
     """Wall seconds (this machine) to regenerate every report of ``fusionstudy report --all`` from
     ``root``'s stored results (the default study, its contrast and every benchmark study), on a
     temporary copy (figures and reports not copied).
 
     Returns one row per document in the order written (``document``, relative to ``root``;
-    ``seconds`` since the previous document, loading included; ``same_as_root``: ``yes`` if the
-    text equals ``root``'s, ``no``, or ``n/a`` if ``root`` has none) and a ``total`` row (wall
-    seconds of the whole regeneration).
+    ``seconds`` since the previous document, loading included — or, for a study written by one of
+    the ``workers`` processes (:func:`~fusionstudy.report.write.write_all`), that worker's seconds
+    on it; ``same_as_root``: ``yes`` if the text equals ``root``'s, ``no``, or ``n/a`` if ``root``
+    has none) and a ``total`` row (wall seconds of the whole regeneration).
 
     Raises
     ------
@@ -144,7 +146,7 @@ def bench_reports(root: Path = Path(".")) -> pd.DataFrame:
         level, t0 = writer.level, time.perf_counter()
         writer.setLevel(logging.INFO)
         try:
-            write_all(Path(tmp))
+            write_all(Path(tmp), workers)
             total = time.perf_counter() - t0
         finally:
             writer.removeHandler(watch)

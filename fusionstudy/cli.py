@@ -105,7 +105,7 @@ def _report(args: argparse.Namespace) -> None:
     from fusionstudy.report.write import write_all, write_reports
 
     if args.all or args.folder is None:
-        write_all(Path(args.root))
+        write_all(Path(args.root), args.workers)
     else:
         write_reports(Path(args.folder), Path(args.dest) if args.dest else None, Path(args.root))
 
@@ -208,6 +208,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="experiments.md, postmortem.md and the contrast report of "
                    "ROOT/results/clothing{,_no_rating}")
     p.add_argument("--root", default=".", help="the repository whose reports --all rebuilds (default: here)")
+    p.add_argument("--workers", type=int, default=2, help="processes writing the studies' reports for --all (default: 2)")
     p.set_defaults(func=_report)
     p = sub.add_parser("predict", help="score new rows with a study's saved models")
     p.add_argument("--study", required=True, help="the study's results folder, e.g. results/my_study")
