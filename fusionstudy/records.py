@@ -450,18 +450,20 @@ class StudyResults:
         return self.meta["study"]
 
 
-_SHARED: list[dict] = []  # while shared_loads() runs: folder -> (stamps of the READ files, StudyResults)
-READ = ("study.json", "split.json", "splits.json", "param_scaling.json", "runs.jsonl", "evals.jsonl", "predictions.jsonl",
-        "forecasts.jsonl")
+_SHARED: list[dict] = []  # while shared_loads() runs: resolved folder -> (_stamp of it, StudyResults)
+READ = ("study.json", "split.json", "splits.json", "param_scaling.json", "runs.jsonl", "evals.jsonl",
+        "predictions.jsonl", "forecasts.jsonl")  # what load_study reads; _stamp: their mtimes and sizes
+_stamp = lambda folder: [(f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else None  # noqa: E731
+                         for f in map(Path(folder).joinpath, READ)]
 
 
 @contextmanager
-def shared_loads() -> Iterator[None]:
-    """Within the block :func:`load_study` reads a folder once: a second call returns its :class:`StudyResults`
-    (sharing its memoised ``cache``) while the files read are unchanged (size, mtime). Nested blocks share one memo."""
+def shared_loads() -> Iterator:
+    """In the block (nested ones share it) :func:`load_study` reads a folder once while its files keep size and
+    mtime: later calls share its StudyResults and ``cache``. Yields ``adopt(res)``: use ``res`` (read elsewhere)."""
     _SHARED.append(_SHARED[-1] if _SHARED else {})
     try:
-        yield
+        yield lambda res: _SHARED[-1].__setitem__(Path(res.folder).resolve(), (_stamp(res.folder), res))
     finally:
         _SHARED.pop()
 
@@ -480,8 +482,7 @@ def load_study(folder: Path) -> StudyResults:
     for name in ("runs.jsonl", "split.json", "study.json"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} not found; run `fusionstudy run` (or `fusionstudy.run_study`) to create it")
-    stamp = [(f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else None for f in map(folder.joinpath, READ)]
-    if _SHARED and _SHARED[-1].get(folder.resolve(), (None,))[0] == stamp:  # read already, unchanged since
+    if _SHARED and _SHARED[-1].get(folder.resolve(), (None,))[0] == _stamp(folder):  # read already, unchanged since
         return dataclasses.replace(_SHARED[-1][folder.resolve()][1], folder=folder)  # the same cache dict
     meta = json.loads((folder / "study.json").read_text())
     store = RunStore(folder)
@@ -495,6 +496,5 @@ def load_study(folder: Path) -> StudyResults:
                        json.loads(scaling.read_text()) if scaling.is_file() else None, resplits,
                        json.loads(splits.read_text()) if splits.is_file() else {},
                        [f for f in store.forecasts().values() if f.config_fp == meta["config_fp"]])
-    if _SHARED:
-        _SHARED[-1][folder.resolve()] = (stamp, res)
+    _SHARED and _SHARED[-1].update({folder.resolve(): (_stamp(folder), res)})  # a stale memo is replaced
     return res

@@ -62,17 +62,21 @@ def _write(res: StudyResults, dest: Path, root: Path) -> None:
     dest.write_text(render_experiments(res, res.folder / "figures", dest.parent, s, root))
 
 
-def _write_in_worker(folder: Path, dest: Path, root: Path) -> tuple[float, dict]:
+def _write_in_worker(folder: Path, dest: Path, root: Path) -> tuple[float, StudyResults]:
     """In a worker process of :func:`write_all` (which holds the lock): :func:`write_reports`'s
-    files for ``folder``; returns the wall seconds and the study's memo (``StudyResults.cache``)
-    for the postmortem and benchmark page, written by the parent."""
+    files for ``folder``, then the study's forecasts (for the postmortem); returns the wall seconds
+    and the study with its memo (``StudyResults.cache``), which the parent adopts instead of
+    reading the folder again."""
+    from fusionstudy.analysis.forecast import forecasts_by_situation
+
     t0 = time.perf_counter()
     with threadpool_limits(1):
         res = load_study(Path(folder).resolve())
         if not res.runs:
             raise ValueError(f"{folder}: no run records for the current config; nothing to report")
         _write(res, dest, root)
-    return time.perf_counter() - t0, res.cache
+        forecasts_by_situation(res)
+    return time.perf_counter() - t0, res
 
 
 def write_all(root: Path = Path("."), workers: int = 2) -> None:
@@ -84,8 +88,8 @@ def write_all(root: Path = Path("."), workers: int = 2) -> None:
 
     With ``workers > 1`` the studies' own reports are written by that many spawned processes, one
     study per task (the same files, byte for byte: every number is a pure function of the stored
-    records); their memoised intervals come back to this process for the postmortem and the
-    benchmark page, each study read once here (:func:`records.shared_loads`)."""
+    records); each study, with its memoised intervals and forecasts, comes back to this process for
+    the postmortem and the benchmark page (:func:`records.shared_loads`)."""
     from fusionstudy.report.benchmark import PLANTED, benchmark_folders, render_benchmark
 
     main, contrast = root / MAIN, root / CONTRAST
@@ -94,7 +98,7 @@ def write_all(root: Path = Path("."), workers: int = 2) -> None:
     folders += [f for f in others if f.name not in PLANTED]  # every real dataset's headline, the default first
     others = [f for f in others if f.name in PLANTED]  # planted scenarios: Q6 and the benchmark page only
     with ExitStack() as held:  # every study stays as it is until the postmortem is written
-        held.enter_context(shared_loads())  # each study is read once (and its bootstrap replicates computed once)
+        adopt = held.enter_context(shared_loads())  # each study is read once (and its bootstrap replicates computed once)
         held.enter_context(threadpool_limits(1))  # small arrays: BLAS threads only contend for the cores
         for f in folders + others:
             held.enter_context(writer_lock(f, "fusionstudy report --all", hint=READ_ONLY_HINT))
@@ -102,8 +106,8 @@ def write_all(root: Path = Path("."), workers: int = 2) -> None:
         if workers > 1 and len(jobs) > 1:  # one study per task, largest (the default) first; results in order
             with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
                 done = pool.map(_write_in_worker, *zip(*[(f, dest, root) for f, dest in jobs]))
-                for (f, dest), (secs, cache) in zip(jobs, done):
-                    load_study(f.resolve()).cache.update(cache)  # the postmortem below reuses the intervals
+                for (f, dest), (secs, res) in zip(jobs, done):
+                    adopt(res)  # the postmortem below reuses its records and memoised intervals
                     log.info(f"wrote {f.resolve() / 'summary.csv'} and {dest}", extra={"seconds": secs})
         else:
             for f, dest in jobs:
