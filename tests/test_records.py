@@ -78,3 +78,6 @@ def test_shared_loads_read_a_folder_once_until_its_files_change(tmp_path):
         c = load_study(tmp_path)
         assert c.cache is not a.cache and len(c.runs) == 2
     assert load_study(tmp_path).cache is not c.cache
+    with shared_loads() as adopt:  # a study read elsewhere (a worker process) is adopted, not read again
+        adopt(c)
+        assert load_study(tmp_path).cache is c.cache and load_study(tmp_path).folder == tmp_path
