@@ -6,7 +6,7 @@ per worker of the study, as ratios to a stored baseline; and the local vs the Ra
     fusionstudy bench --from results/clothing      # print the figures of a stored study (no training)
     fusionstudy bench --from results/clothing --baseline dense-adamw
     fusionstudy bench --executors                  # one small study under the local and the Ray executor
-    fusionstudy bench --report [ROOT]              # seconds to regenerate each report of ROOT/results (a copy)
+    fusionstudy bench --report [ROOT] [--workers N]  # seconds to regenerate each report of ROOT/results (a copy)
     fusionstudy bench --stack early_concat --set study.seeds=[0,1,2]   # the seeds one by one vs as one stack
 
 Timing is wall-clock on this machine (2 CPU cores here); throughput is training samples per second

@@ -140,7 +140,7 @@ def _bench(args: argparse.Namespace) -> None:
     from fusionstudy.bench import bench, bench_reports
 
     if args.report is not None:
-        print(bench_reports(Path(args.report)).to_markdown(index=False))
+        print(bench_reports(Path(args.report), args.workers).to_markdown(index=False))
         return
     print(bench(args.data, args.profile, args.set, args.folder, args.baseline, args.executors, args.stack))
 
@@ -228,6 +228,7 @@ def parser() -> argparse.ArgumentParser:
                    help="train MODEL's study.seeds one by one and as one stack, side by side")
     p.add_argument("--report", nargs="?", const=".", default=None, metavar="ROOT",
                    help="time `report --all` on a copy of ROOT/results (default ROOT: here); no training")
+    p.add_argument("--workers", type=int, default=2, help="with --report: processes writing the studies' reports")
     p.set_defaults(func=_bench)
     p = sub.add_parser("docs", help="regenerate the generated parameter table of docs/fusion.md")
     p.add_argument("--docs", default="docs", help="the docs folder (default: ./docs)")
