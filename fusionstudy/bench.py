@@ -118,7 +118,7 @@ class _Stopwatch(logging.Handler):
         self.start = now
 
 
-def bench_reports(root: Path = Path("."), workers: int = 2) -> pd.DataFrame:
+def bench_reports(root: Path = Path("."), workers: int = 1) -> pd.DataFrame:
     """Wall seconds (this machine) to regenerate every report of ``fusionstudy report --all`` from
     ``root``'s stored results (the default study, its contrast and every benchmark study), on a
     temporary copy (figures and reports not copied).

@@ -208,7 +208,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="experiments.md, postmortem.md and the contrast report of "
                    "ROOT/results/clothing{,_no_rating}")
     p.add_argument("--root", default=".", help="the repository whose reports --all rebuilds (default: here)")
-    p.add_argument("--workers", type=int, default=2, help="processes writing the studies' reports for --all (default: 2)")
+    p.add_argument("--workers", type=int, default=1, help="processes writing the studies' reports for --all (default: 1)")
     p.set_defaults(func=_report)
     p = sub.add_parser("predict", help="score new rows with a study's saved models")
     p.add_argument("--study", required=True, help="the study's results folder, e.g. results/my_study")
@@ -228,7 +228,7 @@ def parser() -> argparse.ArgumentParser:
                    help="train MODEL's study.seeds one by one and as one stack, side by side")
     p.add_argument("--report", nargs="?", const=".", default=None, metavar="ROOT",
                    help="time `report --all` on a copy of ROOT/results (default ROOT: here); no training")
-    p.add_argument("--workers", type=int, default=2, help="with --report: processes writing the studies' reports")
+    p.add_argument("--workers", type=int, default=1, help="with --report: processes writing the studies' reports")
     p.set_defaults(func=_bench)
     p = sub.add_parser("docs", help="regenerate the generated parameter table of docs/fusion.md")
     p.add_argument("--docs", default="docs", help="the docs folder (default: ./docs)")

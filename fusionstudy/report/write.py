@@ -79,17 +79,21 @@ def _write_in_worker(folder: Path, dest: Path, root: Path) -> tuple[float, Study
     return time.perf_counter() - t0, res
 
 
-def write_all(root: Path = Path("."), workers: int = 2) -> None:
+def write_all(root: Path = Path("."), workers: int = 1) -> None:
     """Rebuild everything from ``<root>/results``: ``experiments.md`` (default study), the
     ``experiments.md`` and ``summary.csv`` of every other stored benchmark study
     (:mod:`fusionstudy.report.benchmark`), ``postmortem.md`` (the headline per real-data study, the
     default first; Q2-Q5 from the default study; Q6 over every stored study, planted scenarios
     included) and ``docs/benchmark.md``.
 
-    With ``workers > 1`` the studies' own reports are written by that many spawned processes, one
-    study per task (the same files, byte for byte: every number is a pure function of the stored
-    records); each study, with its memoised intervals and forecasts, comes back to this process for
-    the postmortem and the benchmark page (:func:`records.shared_loads`)."""
+    Each study is read once and its intervals computed once for all documents
+    (:func:`records.shared_loads`). With ``workers > 1`` the studies' own reports are written by
+    that many spawned processes, one study per task (the same files, byte for byte: every number
+    is a pure function of the stored records); each study, with its memoised intervals and
+    forecasts, comes back to this process for the postmortem and the benchmark page. The default
+    is one process: on this shared 2-core machine two workers measured slower (72 s against 54 s,
+    ``fusionstudy bench --report --workers N``), the studies' transfer and the lost sharing of
+    resamples between studies outweighing a core that other processes were already using."""
     from fusionstudy.report.benchmark import PLANTED, benchmark_folders, render_benchmark
 
     main, contrast = root / MAIN, root / CONTRAST
