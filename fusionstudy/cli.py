@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 import logging
 import sys
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 

@@ -453,7 +453,7 @@ class StudyResults:
 _SHARED: list[dict] = []  # while shared_loads() runs: resolved folder -> (_stamp of it, StudyResults)
 READ = ("study.json", "split.json", "splits.json", "param_scaling.json", "runs.jsonl", "evals.jsonl",
         "predictions.jsonl", "forecasts.jsonl")  # what load_study reads; _stamp: their mtimes and sizes
-_stamp = lambda folder: [(f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else None  # noqa: E731
+_stamp = lambda folder: [(f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else None
                          for f in map(Path(folder).joinpath, READ)]
 
 

@@ -231,7 +231,7 @@ def resampled_kappa_r(pred_gain, meas_gain, pred_helps, meas_helps, weights: np.
     """
     w = np.asarray(weights)
     ph, mh = np.asarray(pred_helps, dtype=bool), np.asarray(meas_helps, dtype=bool)
-    cell = lambda a, b: w[:, (mh == a) & (ph == b)].sum(axis=1)  # noqa: E731  (B,) count of a 2 x 2 cell
+    cell = lambda a, b: w[:, (mh == a) & (ph == b)].sum(axis=1)  # (B,) count of a 2 x 2 cell
     c00, c01, c10, c11 = cell(False, False), cell(False, True), cell(True, False), cell(True, True)
     pred1, meas1 = c01 + c11, c10 + c11  # column (pred) and row (measured) totals of label True
     pred0, meas0 = c00 + c10, c00 + c01
@@ -247,7 +247,7 @@ def resampled_kappa_r(pred_gain, meas_gain, pred_helps, meas_helps, weights: np.
         dx, dy = x - (wo @ x / n)[:, None], y - (wo @ y / n)[:, None]  # (B, n_ok) deviations from each resample's mean
         sxx, syy, sxy = (wo * dx * dx).sum(axis=1), (wo * dy * dy).sum(axis=1), (wo * dx * dy).sum(axis=1)
         r = np.clip(sxy / np.sqrt(sxx * syy), -1, 1)
-    spread = lambda v: np.where(wo > 0, v, -np.inf).max(axis=1) > np.where(wo > 0, v, np.inf).min(axis=1)  # noqa: E731
+    spread = lambda v: np.where(wo > 0, v, -np.inf).max(axis=1) > np.where(wo > 0, v, np.inf).min(axis=1)
     return kappa, np.where((n >= 3) & spread(x) & spread(y), r, np.nan)
 
 
