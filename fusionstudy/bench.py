@@ -6,7 +6,7 @@ per worker of the study, as ratios to a stored baseline; and the local vs the Ra
     fusionstudy bench --from results/clothing      # print the figures of a stored study (no training)
     fusionstudy bench --from results/clothing --baseline dense-adamw
     fusionstudy bench --executors                  # one small study under the local and the Ray executor
-    fusionstudy bench --report [ROOT]              # seconds to regenerate each report of ROOT/results (a copy)
+    fusionstudy bench --report [ROOT] [--workers N]  # seconds to regenerate each report of ROOT/results (a copy)
     fusionstudy bench --stack early_concat --set study.seeds=[0,1,2]   # the seeds one by one vs as one stack
 
 Timing is wall-clock on this machine (2 CPU cores here); throughput is training samples per second
@@ -44,6 +44,7 @@ from fusionstudy.data.prepare import prepare
 from fusionstudy.extras import import_extra
 from fusionstudy.records import load_study
 from fusionstudy.report.formats import bench_cells, md_table
+from fusionstudy.report.benchmark import benchmark_folders
 from fusionstudy.report.write import CONTRAST, MAIN, write_all
 from fusionstudy.study.runner import peak_rss_mb, run_study
 from fusionstudy.training.batched import fit_stack, make_stack
@@ -104,26 +105,29 @@ def compare_executors(data: str, profile: str, overrides: list[str]) -> pd.DataF
 
 
 class _Stopwatch(logging.Handler):
-    """Wall seconds between the report writer's ``wrote ...`` log lines: one lap per document."""
+    """Wall seconds between the report writer's ``wrote ...`` log lines (or a worker's own, when the
+    line carries them): one lap per document."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.start, self.laps = time.perf_counter(), []
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, record: logging.LogRecord) -> None:  # a worker's document carries its own seconds
         now = time.perf_counter()
-        self.laps.append((record.getMessage().removeprefix("wrote "), now - self.start))
+        self.laps.append((record.getMessage().removeprefix("wrote "), getattr(record, "seconds", now - self.start)))
         self.start = now
 
 
-def bench_reports(root: Path = Path(".")) -> pd.DataFrame:
-    """Wall seconds (this machine, one process) to regenerate every report of ``fusionstudy report
-    --all`` from ``root``'s stored results, on a temporary copy (figures and reports not copied).
+def bench_reports(root: Path = Path("."), workers: int = 1) -> pd.DataFrame:
+    """Wall seconds (this machine) to regenerate every report of ``fusionstudy report --all`` from
+    ``root``'s stored results (the default study, its contrast and every benchmark study), on a
+    temporary copy (figures and reports not copied).
 
     Returns one row per document in the order written (``document``, relative to ``root``;
-    ``seconds`` since the previous document, loading included; ``same_as_root``: ``yes`` if the
-    text equals ``root``'s, ``no``, or ``n/a`` if ``root`` has none) and a ``total`` row (wall
-    seconds of the whole regeneration).
+    ``seconds`` since the previous document, loading included — or, for a study written by one of
+    the ``workers`` processes (:func:`~fusionstudy.report.write.write_all`), that worker's seconds
+    on it; ``same_as_root``: ``yes`` if the text equals ``root``'s, ``no``, or ``n/a`` if ``root``
+    has none) and a ``total`` row (wall seconds of the whole regeneration).
 
     Raises
     ------
@@ -133,16 +137,16 @@ def bench_reports(root: Path = Path(".")) -> pd.DataFrame:
     if not (root / MAIN / "study.json").is_file():
         raise FileNotFoundError(f"{root / MAIN}: no study.json; pass the repository whose results/ to time")
     with tempfile.TemporaryDirectory() as tmp:
-        for folder in (MAIN, CONTRAST):
+        for folder in dict.fromkeys([MAIN, CONTRAST] + [f.relative_to(root) for f in benchmark_folders(root)]):
             if (root / folder / "study.json").is_file():
                 shutil.copytree(root / folder, Path(tmp) / folder,
-                                ignore=shutil.ignore_patterns("figures", "*.md", "summary.csv"))
+                                ignore=shutil.ignore_patterns("figures", "*.md", "summary.csv", ".fusionstudy.*"))
         watch, writer = _Stopwatch(), logging.getLogger("fusionstudy.report.write")
         writer.addHandler(watch)
         level, t0 = writer.level, time.perf_counter()
         writer.setLevel(logging.INFO)
         try:
-            write_all(Path(tmp))
+            write_all(Path(tmp), workers)
             total = time.perf_counter() - t0
         finally:
             writer.removeHandler(watch)

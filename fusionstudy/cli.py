@@ -24,9 +24,11 @@ study in which a planned run failed: its results and report are written, the lin
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,9 +40,24 @@ log = logging.getLogger("fusionstudy")
 USER_ERRORS = (ValueError, FileNotFoundError, RuntimeError, ImportError, ConnectionError, OSError)
 
 
+def failure_note(folder: Path) -> str:
+    """One line on the runs that failed in the study's last invocation (``study.json``'s
+    ``runs_failed``) and the most common reason, from ``failures.jsonl``; ``""`` if none failed."""
+    meta = json.loads((Path(folder) / "study.json").read_text())
+    if not meta.get("runs_failed"):
+        return ""
+    from fusionstudy.records import RunStore
+
+    store = RunStore(folder)
+    done = store.done_keys()
+    fails = {f.run_key: f for f in store.failures() if f.config_fp == meta["config_fp"] and f.run_key not in done}
+    why, n_why = Counter(f"{f.error_type}: {f.message}" for f in fails.values()).most_common(1)[0]
+    return (f"{meta['runs_failed']} of {meta['runs_planned']} planned run(s) failed ({n_why} with {why}); "
+            f"see {store.failures_path}; fix the cause and rerun the same command to retry them")
+
+
 def _run(args: argparse.Namespace) -> None:
     from fusionstudy.api import run_study  # the training stack loads after the folder's lock is taken
-    from fusionstudy.records import failure_note
 
     cfg = load_config(args.data, args.profile, args.set)
     if args.mlflow is not None:
@@ -89,7 +106,7 @@ def _report(args: argparse.Namespace) -> None:
     from fusionstudy.report.write import write_all, write_reports
 
     if args.all or args.folder is None:
-        write_all(Path(args.root))
+        write_all(Path(args.root), args.workers)
     else:
         write_reports(Path(args.folder), Path(args.dest) if args.dest else None, Path(args.root))
 
@@ -124,7 +141,7 @@ def _bench(args: argparse.Namespace) -> None:
     from fusionstudy.bench import bench, bench_reports
 
     if args.report is not None:
-        print(bench_reports(Path(args.report)).to_markdown(index=False))
+        print(bench_reports(Path(args.report), args.workers).to_markdown(index=False))
         return
     print(bench(args.data, args.profile, args.set, args.folder, args.baseline, args.executors, args.stack))
 
@@ -192,6 +209,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="experiments.md, postmortem.md and the contrast report of "
                    "ROOT/results/clothing{,_no_rating}")
     p.add_argument("--root", default=".", help="the repository whose reports --all rebuilds (default: here)")
+    p.add_argument("--workers", type=int, default=1, help="processes writing the studies' reports for --all (default: 1)")
     p.set_defaults(func=_report)
     p = sub.add_parser("predict", help="score new rows with a study's saved models")
     p.add_argument("--study", required=True, help="the study's results folder, e.g. results/my_study")
@@ -211,6 +229,7 @@ def parser() -> argparse.ArgumentParser:
                    help="train MODEL's study.seeds one by one and as one stack, side by side")
     p.add_argument("--report", nargs="?", const=".", default=None, metavar="ROOT",
                    help="time `report --all` on a copy of ROOT/results (default ROOT: here); no training")
+    p.add_argument("--workers", type=int, default=1, help="with --report: processes writing the studies' reports")
     p.set_defaults(func=_bench)
     p = sub.add_parser("docs", help="regenerate the generated parameter table of docs/fusion.md")
     p.add_argument("--docs", default="docs", help="the docs folder (default: ./docs)")

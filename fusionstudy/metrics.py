@@ -3,6 +3,7 @@ two-level (seeds x rows) bootstrap, stability and modality-reliance measures, an
 projection of a two-modality model's pairwise logits (how much cross-modal interaction it uses)."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -153,6 +154,26 @@ def _prefix_sums(a: np.ndarray, dtype) -> np.ndarray:
     return out
 
 
+def _sums_before(a: np.ndarray, at: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of the first ``k`` rows of ``a`` ``(n, B)`` for each ``k`` of ``at`` (ints in ``0..n``), in ``dtype``:
+    ``(table (u, B), index (len(at),))`` with ``table[index[i]]`` the sum of ``a[:at[i]]``.
+
+    One running ``(B,)`` total (it stays in cache) gains each block of rows between consecutive
+    distinct ``at``, and is copied out at each: O(n B) reads and only O(u B) writes, where
+    :func:`_prefix_sums` writes all ``n + 1`` prefixes.
+    """
+    cuts, index = np.unique(at, return_inverse=True)  # (u,) sorted distinct prefix lengths
+    table = np.zeros((len(cuts), a.shape[1]), dtype)
+    total = np.zeros(a.shape[1], dtype)
+    for j in range(1, len(cuts)) if len(cuts) else ():
+        total += a[cuts[j - 1]:cuts[j]].sum(axis=0, dtype=dtype)
+        table[j] = total
+    if len(cuts) and cuts[0] > 0:  # the smallest cut is not 0: its block starts at row 0
+        first = a[:cuts[0]].sum(axis=0, dtype=dtype)
+        table += first
+    return table, index.ravel()
+
+
 def _exact_sum_type(bound: float, integer: bool):
     """The narrowest accumulator that sums integers up to ``bound`` exactly (float64 for real weights)."""
     return (np.int32 if bound < 2 ** 31 else np.int64) if integer else np.float64
@@ -160,23 +181,24 @@ def _exact_sum_type(bound: float, integer: bool):
 
 def _auc_columns(yb: np.ndarray, score: np.ndarray, wt: np.ndarray) -> np.ndarray:
     """``(B,)`` weighted Mann-Whitney ROC-AUC of ``score`` ``(n,)`` for 0/1 ``yb`` ``(n,)`` under
-    each column of ``wt`` ``(n, B)``: one sort of the negatives, prefix sums of their weights,
-    and for each positive the negative weight strictly below its score plus half of that tied
-    with it. Integer weights are summed in integers (exact). NaN where a column has no positive
-    or no negative weight."""
+    each column of ``wt`` ``(n, B)``: one sort of the negatives, their weights summed below each
+    positive's score (:func:`_sums_before`), and for each positive the negative weight strictly
+    below its score plus half of that tied with it. Integer weights are summed in integers
+    (exact). NaN where a column has no positive or no negative weight."""
     integer = np.issubdtype(wt.dtype, np.integer) or wt.dtype == bool
     most = np.iinfo(wt.dtype).max if np.issubdtype(wt.dtype, np.integer) else 1
     neg, pos = np.flatnonzero(~yb), np.flatnonzero(yb)
     neg = neg[np.argsort(score[neg], kind="stable")]
-    below = _prefix_sums(wt[neg], _exact_sum_type(float(most) * len(yb), integer))  # (n_neg + 1, B)
     lo = np.searchsorted(score[neg], score[pos], side="left")
     hi = np.searchsorted(score[neg], score[pos], side="right")
     tie = np.flatnonzero(hi != lo)  # positives tied with a negative: few, handled apart
+    table, at = _sums_before(wt[neg], np.r_[lo, hi[tie], len(neg)], _exact_sum_type(float(most) * len(yb), integer))
+    below_lo, below_hi, w_neg = table[at[:len(lo)]], table[at[len(lo):-1]], table[at[-1]].astype(float)
     wp = wt[pos]
-    w_pos, w_neg = wp.sum(axis=0, dtype=below.dtype).astype(float), below[-1].astype(float)
+    w_pos = wp.sum(axis=0, dtype=table.dtype).astype(float)
     acc = _exact_sum_type(2 * float((w_pos * w_neg).max(initial=0)), integer)
     dot = lambda a, b: np.einsum("ib,ib->b", a, b, dtype=acc, casting="unsafe")  # noqa: E731 (values fit acc)
-    u2 = 2 * dot(wp, below[lo]) + dot(wp[tie], below[hi[tie]] - below[lo[tie]])  # 2 U: ties count 1/2
+    u2 = 2 * dot(wp, below_lo) + dot(wp[tie], below_hi - below_lo[tie])  # 2 U: ties count 1/2
     with np.errstate(invalid="ignore", divide="ignore"):  # one-class weightings: NaN, as documented
         return 0.5 * u2 / (w_pos * w_neg)
 
@@ -204,10 +226,19 @@ def bootstrap_counts(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     Integers in the smallest signed type that holds them (int8 in practice: cast before
     arithmetic that could overflow it), stored column-major so that each row's counts over the
     resamples are contiguous, which is what :func:`weighted_auc` gathers. The draws are those of
-    ``default_rng(seed).multinomial``.
+    ``default_rng(seed).multinomial``. Memoised (the last few ``(n, n_boot, seed)``: drawing costs
+    ~0.2 s per 1,000 x 5,000 and a report asks for the same resamples many times), so the array
+    is read-only: copy it to modify it.
     """
+    return _bootstrap_counts(int(n), int(n_boot), int(seed))
+
+
+@functools.lru_cache(maxsize=8)
+def _bootstrap_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
     c = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot)
-    return c.astype(np.min_scalar_type(-int(c.max(initial=0)) - 1), order="F")  # -max-1: a signed type
+    out = c.astype(np.min_scalar_type(-int(c.max(initial=0)) - 1), order="F")  # -max-1: a signed type
+    out.setflags(write=False)
+    return out
 
 
 def per_seed_auc(y: np.ndarray, scores: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,6 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -451,18 +450,22 @@ class StudyResults:
         return self.meta["study"]
 
 
-def failure_note(folder: Path) -> str:
-    """One line on the runs that failed in the study's last invocation (``study.json``'s
-    ``runs_failed``) and the most common reason, from ``failures.jsonl``; ``""`` if none failed."""
-    meta = json.loads((Path(folder) / "study.json").read_text())
-    if not meta.get("runs_failed"):
-        return ""
-    store = RunStore(folder)
-    done = store.done_keys()
-    fails = {f.run_key: f for f in store.failures() if f.config_fp == meta["config_fp"] and f.run_key not in done}
-    why, n_why = Counter(f"{f.error_type}: {f.message}" for f in fails.values()).most_common(1)[0]
-    return (f"{meta['runs_failed']} of {meta['runs_planned']} planned run(s) failed ({n_why} with {why}); "
-            f"see {store.failures_path}; fix the cause and rerun the same command to retry them")
+_SHARED: list[dict] = []  # while shared_loads() runs: resolved folder -> (_stamp of it, StudyResults)
+READ = ("study.json", "split.json", "splits.json", "param_scaling.json", "runs.jsonl", "evals.jsonl",
+        "predictions.jsonl", "forecasts.jsonl")  # what load_study reads; _stamp: their mtimes and sizes
+_stamp = lambda folder: [(f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else None
+                         for f in map(Path(folder).joinpath, READ)]
+
+
+@contextmanager
+def shared_loads() -> Iterator:
+    """In the block (nested ones share it) :func:`load_study` reads a folder once while its files keep size and
+    mtime: later calls share its StudyResults and ``cache``. Yields ``adopt(res)``: use ``res`` (read elsewhere)."""
+    _SHARED.append(_SHARED[-1] if _SHARED else {})
+    try:
+        yield lambda res: _SHARED[-1].__setitem__(Path(res.folder).resolve(), (_stamp(res.folder), res))
+    finally:
+        _SHARED.pop()
 
 
 def load_study(folder: Path) -> StudyResults:
@@ -479,6 +482,8 @@ def load_study(folder: Path) -> StudyResults:
     for name in ("runs.jsonl", "split.json", "study.json"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} not found; run `fusionstudy run` (or `fusionstudy.run_study`) to create it")
+    if _SHARED and _SHARED[-1].get(folder.resolve(), (None,))[0] == _stamp(folder):  # read already, unchanged since
+        return dataclasses.replace(_SHARED[-1][folder.resolve()][1], folder=folder)  # the same cache dict
     meta = json.loads((folder / "study.json").read_text())
     store = RunStore(folder)
     every = [r for r in store.records() if r.config_fp == meta["config_fp"]]
@@ -486,8 +491,10 @@ def load_study(folder: Path) -> StudyResults:
     keys = {r.run_key for r in runs}
     evals = {(e.run_key, e.perturbation, e.modality, e.severity, e.subset): e for e in store.evals() if e.run_key in keys}
     scaling, splits = folder / "param_scaling.json", folder / "splits.json"
-    return StudyResults(folder, runs, list(evals.values()), store.predictions(),
-                        json.loads((folder / "split.json").read_text()), meta,
-                        json.loads(scaling.read_text()) if scaling.is_file() else None, resplits,
-                        json.loads(splits.read_text()) if splits.is_file() else {},
-                        [f for f in store.forecasts().values() if f.config_fp == meta["config_fp"]])
+    res = StudyResults(folder, runs, list(evals.values()), store.predictions(),
+                       json.loads((folder / "split.json").read_text()), meta,
+                       json.loads(scaling.read_text()) if scaling.is_file() else None, resplits,
+                       json.loads(splits.read_text()) if splits.is_file() else {},
+                       [f for f in store.forecasts().values() if f.config_fp == meta["config_fp"]])
+    _SHARED and _SHARED[-1].update({folder.resolve(): (_stamp(folder), res)})  # a stale memo is replaced
+    return res

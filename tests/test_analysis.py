@@ -42,3 +42,23 @@ def test_scaling_slopes_recover_exponents():
     rows += [{"fusion": "quad", "d": d, "params": d * d} for d in (8, 16, 32, 64)]
     _, slopes = scaling_slopes(rows)
     assert slopes["lin"] == pytest.approx(1.0, abs=0.05) and slopes["quad"] == pytest.approx(2.0)
+
+
+def test_dominance_reads_each_seeds_removals_and_shuffles():
+    import pandas as pd
+
+    from fusionstudy.analysis.tables import dominance
+    rows = []
+    for seed, (clean, no_text, no_tab, shuffles) in enumerate([(0.9, 0.7, 0.8, [0.85, 0.75]), (0.8, 0.6, 0.75, [])]):
+        base = {"subset": "test", "model": "m", "seed": seed, "weaken": "", "kind": "fusion", "modalities": "tabular+text"}
+        rows += [{**base, "perturbation": "clean", "modality": "none", "roc_auc": clean},
+                 {**base, "perturbation": "remove", "modality": "text", "roc_auc": no_text},
+                 {**base, "perturbation": "remove", "modality": "tabular", "roc_auc": no_tab},
+                 {**base, "subset": "val", "perturbation": "remove", "modality": "text", "roc_auc": 0.1}]
+        rows += [{**base, "perturbation": "shuffle", "modality": "text", "roc_auc": s} for s in shuffles]
+    d = dominance(pd.DataFrame(rows)).set_index("seed")
+    assert d.loc[0, "no_text"] == 0.7 and d.loc[0, "no_tabular"] == 0.8
+    assert d.loc[0, "phi_text"] == pytest.approx(0.5 * ((0.8 - 0.5) + (0.9 - 0.7)))
+    assert d.loc[0, "perm_text"] == pytest.approx((0.9 - 0.8) / 0.9) and np.isnan(d.loc[0, "perm_tabular"])
+    assert np.isnan(d.loc[1, "perm_text"]) and d.loc[1, "share_text"] == pytest.approx(
+        (0.75 - 0.5 + 0.8 - 0.6) / (0.8 - 0.5) / 2)

@@ -51,3 +51,19 @@ def test_bench_stack_prints_both_paths_side_by_side_with_equal_val_auc(tmp_path)
     assert df["path"].tolist() == ["one by one", "stacked"] and (df["models"] == 2).all()
     assert (df["seconds"] > 0).all() and (df["peak MiB"] > 50).all() and df["speed-up"].iloc[0] == 1.0
     assert df["val ROC-AUC"].iloc[0] == df["val ROC-AUC"].iloc[1]  # 5 decimals: equal within 1e-4
+
+
+def test_report_stopwatch_takes_a_workers_own_seconds_and_times_the_rest_between_lines():
+    import logging
+    import time
+    watch, log = bench._Stopwatch(), logging.getLogger("test_bench_stopwatch")
+    log.addHandler(watch)
+    log.setLevel(logging.INFO)
+    try:
+        log.info("wrote /r/results/a/summary.csv and /r/results/a/experiments.md", extra={"seconds": 12.5})
+        time.sleep(0.05)
+        log.info("wrote /r/postmortem.md")
+    finally:
+        log.removeHandler(watch)
+    assert watch.laps[0] == ("/r/results/a/summary.csv and /r/results/a/experiments.md", 12.5)
+    assert watch.laps[1][0] == "/r/postmortem.md" and 0.04 < watch.laps[1][1] < 5

@@ -11,6 +11,7 @@ from fusionstudy.analysis.forecast import (
     forecast_gain,
     p_helps,
     pooled_forecast,
+    resampled_kappa_r,
     score_forecasts,
     stack_features,
 )
@@ -140,3 +141,30 @@ def test_forecast_frame_names_every_situation(tmp_path):
     table = forecast_frame(recs, 0.5, 0.005, n_boot=100)
     assert list(table.situation) == ["clean", "truncate:text:1"]
     assert table.gain.iloc[0] > 0.05
+
+
+def test_resampled_kappa_and_r_equal_sklearn_and_corrcoef_on_the_repeated_rows():
+    from sklearn.metrics import cohen_kappa_score
+    rng = np.random.default_rng(3)
+    seen = {"kappa": 0, "nan": 0}
+    for _ in range(40):
+        n = int(rng.integers(3, 10))
+        pg, mg = rng.normal(size=n), rng.normal(size=n)
+        pg[rng.random(n) < 0.15] = np.nan
+        ph, mh = rng.random(n) < 0.5, rng.random(n) < 0.5
+        w = rng.integers(0, 3, size=(15, n))
+        kappa, r = resampled_kappa_r(pg, mg, ph, mh, w)
+        for b in range(len(w)):
+            i = np.repeat(np.arange(n), w[b])
+            if len(set(ph[i])) > 1 and len(set(mh[i])) > 1:
+                assert kappa[b] == cohen_kappa_score(mh[i], ph[i])  # the same arithmetic: exactly equal
+                seen["kappa"] += 1
+            else:
+                assert np.isnan(kappa[b])
+            ok = ~np.isnan(pg[i]) & ~np.isnan(mg[i])
+            if ok.sum() >= 3 and pg[i][ok].std() > 0 and mg[i][ok].std() > 0:
+                assert r[b] == pytest.approx(np.corrcoef(pg[i][ok], mg[i][ok])[0, 1], abs=1e-12)
+            else:
+                assert np.isnan(r[b])
+                seen["nan"] += 1
+    assert seen["kappa"] > 100 and seen["nan"] > 10  # both branches were exercised

@@ -304,3 +304,39 @@ def test_emap_scores_gap_is_zero_for_an_additive_model_and_large_for_xor():
     assert three["gap"] == pytest.approx(0, abs=1e-12)
     with pytest.raises(ValueError, match="n, n, n_classes"):
         metrics.emap_scores(y, additive[:, :-1], n_boot=10)
+
+
+def test_sums_before_equals_the_full_prefix_sums_at_the_asked_points():
+    rng = np.random.default_rng(4)
+    for dtype in (np.int8, np.float64):
+        a = rng.integers(0, 5, size=(37, 6)).astype(dtype)
+        at = np.r_[rng.integers(0, 38, 20), 0, 37, 37]
+        table, index = metrics._sums_before(a, at, np.int32 if dtype == np.int8 else np.float64)
+        full = metrics._prefix_sums(a, np.int32 if dtype == np.int8 else np.float64)  # the slow reference
+        assert np.array_equal(table[index], full[at]) and len(table) == len(np.unique(at))
+    assert metrics._sums_before(np.zeros((0, 3), np.int8), np.array([0, 0]), np.int32)[0].tolist() == [[0, 0, 0]]
+
+
+def test_auc_columns_equal_the_all_prefix_reference_exactly():
+    def reference(yb, score, wt):  # the former formulation: every prefix of the sorted negatives
+        neg, pos = np.flatnonzero(~yb), np.flatnonzero(yb)
+        neg = neg[np.argsort(score[neg], kind="stable")]
+        below = np.vstack([np.zeros((1, wt.shape[1])), np.cumsum(wt[neg], axis=0, dtype=float)])
+        lo, hi = np.searchsorted(score[neg], score[pos], "left"), np.searchsorted(score[neg], score[pos], "right")
+        u = (wt[pos] * (below[lo] + below[hi]) / 2).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return u / (wt[pos].sum(axis=0) * below[-1])
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        n = int(rng.integers(2, 80))
+        yb, score = rng.random(n) < 0.3, np.round(rng.random(n), int(rng.integers(1, 4)))  # many ties
+        wt = rng.integers(0, 3, size=(n, 7)).astype(np.int8)
+        got, want = metrics._auc_columns(yb, score, wt), reference(yb, score, wt)
+        assert np.array_equal(np.isnan(got), np.isnan(want)) and np.nanmax(np.abs(got - want), initial=0) < 1e-12
+
+
+def test_bootstrap_counts_are_memoised_read_only_and_unchanged():
+    a, b = bootstrap_counts(300, 20, seed=7), bootstrap_counts(300, 20, seed=7)
+    assert a is b and not a.flags.writeable
+    assert np.array_equal(a, np.random.default_rng(7).multinomial(300, np.full(300, 1 / 300), size=20))
+    assert not np.array_equal(a, bootstrap_counts(300, 20, seed=8))

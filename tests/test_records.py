@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fusionstudy.records import EvalRecord, PredictionRecord, RunRecord, RunStore, Training, load_study
+from fusionstudy.records import EvalRecord, PredictionRecord, RunRecord, RunStore, Training, load_study, shared_loads
 
 
 def _run(key="m|seed=0|cfg=fp", **kw):
@@ -57,3 +57,27 @@ def test_old_records_migrate_kind_and_training_on_read(tmp_path):
 def test_load_study_names_the_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="runs.jsonl"):
         load_study(tmp_path)
+
+
+def test_shared_loads_read_a_folder_once_until_its_files_change(tmp_path):
+    import json
+    RunStore(tmp_path).append(_run(key="m|seed=0|cfg=fp"))
+    (tmp_path / "split.json").write_text(json.dumps({"classes": [0, 1]}))
+    (tmp_path / "study.json").write_text(json.dumps({"study": "s", "config_fp": "fp"}))
+    outside = load_study(tmp_path), load_study(tmp_path)
+    assert outside[0].cache is not outside[1].cache  # no memo outside the block
+    with shared_loads():
+        a = load_study(tmp_path)
+        a.cache["x"] = 1
+        with shared_loads():
+            b = load_study(tmp_path.parent / tmp_path.name)
+        assert b.cache is a.cache and [r.run_key for r in b.runs] == ["m|seed=0|cfg=fp"]
+        (tmp_path / "summary.csv").write_text("not read by load_study")
+        assert load_study(tmp_path).cache is a.cache
+        RunStore(tmp_path).append(_run(key="m|seed=1|cfg=fp", seed=1))  # a changed file is read again
+        c = load_study(tmp_path)
+        assert c.cache is not a.cache and len(c.runs) == 2
+    assert load_study(tmp_path).cache is not c.cache
+    with shared_loads() as adopt:  # a study read elsewhere (a worker process) is adopted, not read again
+        adopt(c)
+        assert load_study(tmp_path).cache is c.cache and load_study(tmp_path).folder == tmp_path

@@ -203,3 +203,21 @@ def test_one_worker_pool_serves_every_split_with_the_in_process_results(tmp_path
     assert {int(k.split("split=")[1].split("|")[0]) for k in runs[2] if "split=" in k} == {1, 2}
     meta = json.loads((folders[2] / "study.json").read_text())
     assert meta["workers"] == 2 and len(meta["peak_rss_mb_per_worker"]) == 2  # one pool, not one per split
+
+
+@pytest.mark.slow  # trains a tiny study and spawns two report processes: ~40 s on 2 cores
+def test_report_all_in_two_processes_writes_the_same_bytes_as_in_one(tmp_path):
+    import shutil
+
+    from fusionstudy.report.write import write_all
+    folder = run_study(_tiny_study(tmp_path, synthetic_frame(600)), str(tmp_path / "res"))
+    roots = [tmp_path / "one", tmp_path / "two"]
+    for root in roots:
+        for name in ("clothing", "clothing_no_rating"):
+            shutil.copytree(folder, root / "results" / name, ignore=shutil.ignore_patterns("*.md", "summary.csv", "figures"))
+    write_all(roots[0], workers=1)
+    write_all(roots[1], workers=2)
+    written = sorted(p.relative_to(roots[0]) for p in roots[0].rglob("*") if p.suffix in (".md", ".csv", ".png"))
+    assert {"experiments.md", "postmortem.md", "results/clothing_no_rating/experiments.md"} <= {str(p) for p in written}
+    for rel in written:
+        assert (roots[1] / rel).read_bytes() == (roots[0] / rel).read_bytes(), rel

@@ -214,6 +214,43 @@ def score_forecasts(pred_gain, meas_gain, pred_helps, meas_helps) -> dict:
             "constant_says": "helps" if helps > n - helps else "does not help"}
 
 
+def resampled_kappa_r(pred_gain, meas_gain, pred_helps, meas_helps, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``kappa`` and ``r`` of :func:`score_forecasts` on many resamples of the situations at once.
+
+    Parameters
+    ----------
+    pred_gain, meas_gain : (n,) forecast and measured gains.  pred_helps, meas_helps : (n,) labels.
+    weights : (B, n) non-negative integer row counts; resample ``b`` holds row ``i`` ``weights[b, i]``
+        times (e.g. a cluster bootstrap's rows).
+
+    Returns ``(kappa (B,), r (B,))``: Cohen's kappa of the two labels (Cohen 1960; the arithmetic of
+    ``sklearn.metrics.cohen_kappa_score`` on the 2 x 2 confusion matrix of weighted counts, so equal
+    to it on the repeated rows) and the Pearson correlation of the gains over the rows whose gains
+    are both finite (as ``np.corrcoef``, within rounding); NaN where :func:`score_forecasts` gives
+    NaN (a constant label; fewer than 3 finite rows or a constant gain).
+    """
+    w = np.asarray(weights)
+    ph, mh = np.asarray(pred_helps, dtype=bool), np.asarray(meas_helps, dtype=bool)
+    cell = lambda a, b: w[:, (mh == a) & (ph == b)].sum(axis=1)  # (B,) count of a 2 x 2 cell
+    c00, c01, c10, c11 = cell(False, False), cell(False, True), cell(True, False), cell(True, True)
+    pred1, meas1 = c01 + c11, c10 + c11  # column (pred) and row (measured) totals of label True
+    pred0, meas0 = c00 + c10, c00 + c01
+    total = pred0 + pred1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = pred0 * meas1 / total + pred1 * meas0 / total  # the off-diagonal of outer(pred, meas) / n
+        kappa = np.where((pred0 > 0) & (pred1 > 0) & (meas0 > 0) & (meas1 > 0), 1 - (c01 + c10) / expected, np.nan)
+    pg, mg = np.asarray(pred_gain, dtype=float), np.asarray(meas_gain, dtype=float)
+    ok = ~np.isnan(pg) & ~np.isnan(mg)
+    wo, x, y = w[:, ok].astype(float), pg[ok], mg[ok]
+    n = wo.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dx, dy = x - (wo @ x / n)[:, None], y - (wo @ y / n)[:, None]  # (B, n_ok) deviations from each resample's mean
+        sxx, syy, sxy = (wo * dx * dx).sum(axis=1), (wo * dy * dy).sum(axis=1), (wo * dx * dy).sum(axis=1)
+        r = np.clip(sxy / np.sqrt(sxx * syy), -1, 1)
+    spread = lambda v: np.where(wo > 0, v, -np.inf).max(axis=1) > np.where(wo > 0, v, np.inf).min(axis=1)
+    return kappa, np.where((n >= 3) & spread(x) & spread(y), r, np.nan)
+
+
 def forecast_frame(records: list, ratio: float, margin: float, n_boot: int = 2000) -> pd.DataFrame:
     """One row per situation of stored forecast records (:class:`~fusionstudy.records.ForecastRecord`):
     ``situation`` (``clean`` or ``kind:modality:level``), ``splits``, ``auc_<modality>`` and

@@ -83,16 +83,14 @@ def _feasible_set(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cells, q0.ravel()[cells], null_space(a)
 
 
-def _newton_step(q: np.ndarray, pair: np.ndarray, n: np.ndarray, t: float) -> tuple[np.ndarray, float]:
+def _newton_step(q: np.ndarray, pair: np.ndarray, n: np.ndarray, en: np.ndarray, t: float) -> tuple[np.ndarray, float]:
     """Newton direction ``dz (d,)`` and decrement of ``t f(q) - sum log q`` at ``q = q0 + N z``,
     where ``f(q) = sum q log q - sum_{x1,x2} r log r = -H_q(Y | X1, X2)`` (nats) and ``r = q(x1, x2)``
-    (``pair`` maps each cell to its ``(x1, x2)``)."""
-    r = np.bincount(pair, weights=q, minlength=pair.max() + 1)
+    (``pair (m,)`` maps each cell to its ``(x1, x2)``, numbered ``0..P-1``; ``en (P, d)`` = E N, the
+    directions' change of ``r``, fixed by the feasible set)."""
+    r = np.bincount(pair, weights=q, minlength=len(en))
     grad = n.T @ (t * (np.log(q) - np.log(r[pair])) - 1.0 / q)
-    en = np.zeros((len(r), n.shape[1]))  # E N: the directions' change of r(x1, x2)
-    np.add.at(en, pair, n)
-    seen = r > 0
-    hess = (n * (t / q + 1.0 / q**2)[:, None]).T @ n - t * (en[seen] / r[seen, None]).T @ en[seen]
+    hess = (n.T * (t / q + 1.0 / q**2)) @ n - t * (en.T / r) @ en
     dz = -np.linalg.solve(hess, grad)
     return dz, float(-grad @ dz)
 
@@ -101,8 +99,7 @@ def _barrier(q: np.ndarray, pair: np.ndarray, t: float) -> float:
     """``t f(q) - sum log q`` (see :func:`_newton_step`); inf outside the open feasible set."""
     if (q <= 0).any():
         return np.inf
-    r = np.bincount(pair, weights=q, minlength=pair.max() + 1)
-    r = r[r > 0]
+    r = np.bincount(pair, weights=q)  # every pair holds a cell of q > 0: r > 0
     return float(t * (np.sum(q * np.log(q)) - np.sum(r * np.log(r))) - np.sum(np.log(q)))
 
 
@@ -145,11 +142,13 @@ def min_union_information(p: np.ndarray, tol: float = PID_TOL) -> tuple[np.ndarr
 
 def _solve(p: np.ndarray, tol: float) -> tuple[np.ndarray, int]:
     cells, q0, n = _feasible_set(p)
-    pair = np.ravel_multi_index(np.unravel_index(cells, p.shape)[:2], p.shape[:2])
+    _, pair = np.unique(np.ravel_multi_index(np.unravel_index(cells, p.shape)[:2], p.shape[:2]), return_inverse=True)
+    en = np.zeros((pair.max() + 1, n.shape[1]))  # E N, summed once: it does not depend on q
+    np.add.at(en, pair, n)
     q, steps, t = q0.copy(), 0, 1.0
     while n.shape[1] and len(cells) / t > tol:
         for _ in range(NEWTON_MAX_STEPS):
-            dz, decrement = _newton_step(q, pair, n, t)
+            dz, decrement = _newton_step(q, pair, n, en, t)
             steps += 1
             s = _line_search(q, n @ dz, pair, t, decrement) if decrement > 1e-12 else 0.0
             if s == 0.0:

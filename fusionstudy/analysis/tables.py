@@ -178,18 +178,21 @@ def dominance(ev: pd.DataFrame) -> pd.DataFrame:
     t = ev[ev.subset == "test"]
     rows = []
     for (model, seed, weaken), g in t.groupby(["model", "seed", "weaken"], sort=False):
-        get = lambda p, m: g[(g.perturbation == p) & (g.modality == m)].roc_auc  # noqa: E731
-        clean = float(get("clean", "none").iloc[0])
+        scores: dict[tuple, list] = {}  # (perturbation, modality) -> the group's ROC-AUCs in row order
+        for key, auc in zip(zip(g.perturbation.to_numpy(), g.modality.to_numpy()), g.roc_auc.to_numpy()):
+            scores.setdefault(key, []).append(auc)
+        get = lambda p, m: scores.get((p, m), [])  # noqa: E731
+        clean = float(get("clean", "none")[0])
         rm_text, rm_tab = get("remove", "text"), get("remove", "tabular")
-        if rm_text.empty or rm_tab.empty:
+        if not rm_text or not rm_tab:
             continue
-        phi = shapley_two_player(clean, float(rm_tab.iloc[0]), float(rm_text.iloc[0]))
+        phi = shapley_two_player(clean, float(rm_tab[0]), float(rm_text[0]))
         total = phi["text"] + phi["tabular"]
         rows.append({"model": model, "kind": g.kind.iloc[0], "modalities": g.modalities.iloc[0], "seed": seed,
-                     "weaken": weaken, "clean": clean, "no_text": float(rm_text.iloc[0]),
-                     "no_tabular": float(rm_tab.iloc[0]), "phi_text": phi["text"], "phi_tabular": phi["tabular"],
+                     "weaken": weaken, "clean": clean, "no_text": float(rm_text[0]),
+                     "no_tabular": float(rm_tab[0]), "phi_text": phi["text"], "phi_tabular": phi["tabular"],
                      "share_text": phi["text"] / total if total > 0 else float("nan"),
-                     **{f"perm_{m}": perceptual_score(clean, list(get("shuffle", m))) if len(get("shuffle", m))
+                     **{f"perm_{m}": perceptual_score(clean, get("shuffle", m)) if get("shuffle", m)
                         else float("nan") for m in ("text", "tabular")}})
     return pd.DataFrame(rows)
 
@@ -248,7 +251,14 @@ CLEAN_LEVEL = {"subsample": 1.0, "corrupt": 0.0, "truncate": "full"}
 
 def imbalance_points(res: StudyResults) -> pd.DataFrame:
     """One row per sweep, level and model: mean test ROC-AUC, removal scores, Shapley share of the
-    weak modality, seed std; the clean level comes from the Parts 1-2 runs of the same seeds."""
+    weak modality, seed std; the clean level comes from the Parts 1-2 runs of the same seeds
+    (memoised in ``res.cache``; a copy is returned)."""
+    if "imbalance_points" not in res.cache:
+        res.cache["imbalance_points"] = _imbalance_points(res)
+    return res.cache["imbalance_points"].copy()
+
+
+def _imbalance_points(res: StudyResults) -> pd.DataFrame:
     ev = eval_frame(res.evals, res.runs)
     if ev.empty or not (ev.weaken != "").any():
         return pd.DataFrame()

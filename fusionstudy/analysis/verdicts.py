@@ -62,11 +62,13 @@ def probas(res: StudyResults, model: str, key: str = "test", weaken: str = "", s
     return np.stack([res.preds[r.run_key].proba(key, n_cls) for r in rs])
 
 
-def _per_seed(res: StudyResults, name: tuple, p: np.ndarray, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _per_seed(res: StudyResults, name: tuple, p, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Observed ``(k,)`` and replicate ``(k, n_boot)`` ROC-AUC per seed of probabilities ``p``
-    ``(k, n, n_classes)`` on the fixed row resamples of ``split`` (memoised under ``name``)."""
+    ``(k, n, n_classes)`` (or a function returning them, called only when not memoised) on the
+    fixed row resamples of ``split`` (memoised under ``name``)."""
     cache = res.cache.setdefault("per_seed", {})
     if name not in cache:
+        p = p() if callable(p) else p
         y, counts = _labels(res, split), _counts(res, split)
         if p.shape[2] == 2:
             cache[name] = per_seed_auc(y, p[:, :, 1], counts)
@@ -85,7 +87,8 @@ def _counts(res: StudyResults, split: str) -> np.ndarray:
 def term(res: StudyResults, model: str, key: str = "test", weaken: str = "", seeds=None):
     """One ``(observed (k,), replicates (k, n_boot), seeds)`` term of a combination."""
     s = tuple(x for x in seeds_of(res, model, weaken) if seeds is None or x in seeds)
-    one = [_per_seed(res, (model, key, weaken, x), probas(res, model, key, weaken, (x,)), _split_of(key)) for x in s]
+    one = [_per_seed(res, (model, key, weaken, x), lambda x=x: probas(res, model, key, weaken, (x,)), _split_of(key))
+           for x in s]
     return np.concatenate([o for o, _ in one]), np.concatenate([r for _, r in one]), s
 
 

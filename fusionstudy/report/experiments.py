@@ -211,8 +211,11 @@ def _from_root(folder: Path, root: Path = Path(".")) -> str:
 
 
 def summary_of(res: StudyResults) -> pd.DataFrame:
-    """Per-model summary (not weakened) with the two-level interval of test ROC-AUC."""
-    return with_intervals(res, summarize(plain(res.runs)))
+    """Per-model summary (not weakened) with the two-level interval of test ROC-AUC (memoised in
+    ``res.cache``; a copy is returned)."""
+    if "summary" not in res.cache:
+        res.cache["summary"] = with_intervals(res, summarize(plain(res.runs)))
+    return res.cache["summary"].copy()
 
 
 def render_experiments(res: StudyResults, figdir: Path, relto: Path, s: pd.DataFrame | None = None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fusionstudy.analysis.forecast import score_forecasts, situation_forecast
+from fusionstudy.analysis.forecast import resampled_kappa_r, score_forecasts, situation_forecast
 from fusionstudy.analysis.pooled import fused_vs_unimodal
 from fusionstudy.analysis.tables import CLEAN_LEVEL, imbalance_points, unimodal_name
 from fusionstudy.analysis.verdicts import HELPS, situation
@@ -101,16 +101,16 @@ def forecast_score(rows: list[dict], margin: float = 0.005, n_boot: int = 2000) 
     study = np.array([r["study"] for r in rows])
     names = sorted(set(study))
     rng, ks, rs = np.random.default_rng(0), [], []
-    for _ in range(n_boot if len(names) > 2 else 0):
-        idx = np.concatenate([np.flatnonzero(study == n) for n in rng.choice(names, len(names))])
-        b = score_forecasts(pg[idx], mg[idx], ph[idx], mh[idx])
-        ks.append(b["kappa"])
-        rs.append(b["r"])
+    if len(names) > 2:  # each resample holds every row of each drawn study, as often as it was drawn
+        number = {n: i for i, n in enumerate(names)}
+        drawn = np.array([np.bincount([number[n] for n in rng.choice(names, len(names))], minlength=len(names))
+                          for _ in range(n_boot)])
+        ks, rs = resampled_kappa_r(pg, mg, ph, mh, drawn[:, [number[n] for n in study]])
     iv = lambda v: tuple(np.nanpercentile(v, [2.5, 97.5])) if np.isfinite(v).any() else (float("nan"),) * 2  # noqa: E731
     return {**out, "studies": len(names), "labels_equal": int(sum(r["forecast"]["verdict"] == r["measured"]["verdict"] for r in rows)),
             "point_hits": int((ph == (mg > margin)).sum()), "point_constant": max(int((mg > margin).sum()), len(rows) - int((mg > margin).sum())),
-            "kappa_iv": iv(np.array(ks, dtype=float)) if ks else (float("nan"),) * 2,
-            "r_iv": iv(np.array(rs, dtype=float)) if rs else (float("nan"),) * 2}
+            "kappa_iv": iv(np.array(ks, dtype=float)) if len(ks) else (float("nan"),) * 2,
+            "r_iv": iv(np.array(rs, dtype=float)) if len(rs) else (float("nan"),) * 2}
 
 
 def forecast_table(rows: list[dict], margin: float) -> str:

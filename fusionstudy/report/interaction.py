@@ -40,7 +40,7 @@ def remedies_context(res, margin: float) -> dict | None:
 def interaction_context(res, margin: float = 0.005) -> dict | None:
     """EMAP per fused model (``None`` entries when no run stored EMAP inputs) and PID of the
     unimodal models' test predictions; ``None`` when neither exists."""
-    e, p = emap_table(res), pid_table(res)
+    e, p = emap_table(res), pid_table(res, n_boot=0)  # the report shows the atoms alone (no interval: see the template)
     if e.empty and p.empty:
         return None
     emap = None
