@@ -14,6 +14,8 @@ MODALITIES = ("tabular", "text")  # sorted: the order every per-modality dict is
 KINDS = ("unimodal", "fusion", "ensemble", "reference")
 # The fusion strategies (Parts 2 and 4), in the order the reports list them.
 FUSION_NAMES = ("early_concat", "late_logit_avg", "late_learned", "gmu", "attention", "tfn", "lmf")
+# the late fusions combine the two modalities' logits (``produces_logits``): additive by construction
+LATE_FUSIONS = ("late_logit_avg", "late_learned")
 # Training regimes against a dominant modality (Part 5 remedies, ``training.remedies``): a run's
 # ``training.remedy``, never part of the fusion's identity.
 REMEDY_NAMES = ("ogm_ge", "gblend", "mla")

@@ -101,3 +101,9 @@ def test_registry_names_pair_with_their_classes():
     assert {n: s.part for n, s in MODELS.items() if s.kind in ("unimodal", "fusion")} == {
         "tabular_only": "part1", "text_only": "part1", "early_concat": "part2", "late_logit_avg": "part2",
         "late_learned": "part4", "gmu": "part4", "attention": "part4", "tfn": "part4", "lmf": "part4"}
+
+
+def test_the_registry_names_exactly_the_fusions_that_combine_logits_as_late():
+    from fusionstudy.registry import FUSION_NAMES, LATE_FUSIONS
+    assert set(FUSION_NAMES) == set(FUSIONS)
+    assert set(LATE_FUSIONS) == {name for name, f in FUSIONS.items() if f.produces_logits}

@@ -87,32 +87,45 @@ def test_each_limit_is_its_own_bullet():
 
 
 def test_q3_remedy_sentence_follows_the_share_intervals():
-    base = {"n": 2, "seeds": 3, "raised": [], "lowered": [], "verdicts": {"equivalent": 2}, "helps": []}
+    base = {"n": 2, "seeds": 3, "level": "97.5", "margin": 0.005, "raised": [], "lowered": [], "small": [], "nothing": [],
+            "unmoved": ["OGM-GE at clean", "MLA at clean"], "verdicts": {"equivalent": 2}, "helps": []}
     none = _render(remedies=base)
     assert "no remedy raises the weak modality's share" in none and "lowered by" not in none
-    assert "no remedy makes the fused model measurably better here" in none
+    assert "no measurable change: OGM-GE at clean; MLA at clean" in none and "97.5% intervals" in none
+    assert "no remedy makes the fused model measurably better here" in none and "crowd-out" in none
+    assert "moved, but by less" not in none and "contributes nothing" not in none
     moved = _render(remedies={**base, "raised": ["G-Blend at clean: up"], "lowered": ["OGM-GE at clean: down"],
-                              "verdicts": {"helps": 1, "equivalent": 1}, "helps": ["G-Blend at clean: up"]})
+                              "small": ["MLA at x: tiny"], "nothing": ["MLA at y (text: z)"], "unmoved": [],
+                              "verdicts": {"helps": 1, "equivalent": 1}, "helps": ["early_concat_gblend"]})
     assert "raised by G-Blend at clean: up; lowered by OGM-GE at clean: down" in moved
+    assert "by less than the margin in Shapley value: MLA at x: tiny" in moved
+    assert "contributes nothing with or without the remedy (Shapley value within ±0.005" in moved
     assert "no remedy raises" not in moved and "measurably better" not in moved and "helps 1, equivalent 1" in moved
+    assert "(helps: early_concat_gblend)" in moved and "crowd-out" not in moved and "no measurable change" not in moved
     assert "Does the dominance answer" not in _render(remedies=None)
 
 
 @pytest.mark.parametrize("emap, says, not_says", [
-    ({"n": 500, "models": 3, "within": True, "above": [], "widest": "`m` w"}, "No fused model uses cross-modal interaction",
-     "Fused models use"),
-    ({"n": 500, "models": 3, "within": False, "above": ["`tfn` +0.1"], "widest": "`tfn` w"}, "Fused models use cross-modal "
-     "interaction (EMAP", "No fused model uses"),
-    ({"n": 500, "models": 3, "within": False, "above": [], "widest": "`tfn` w"}, "is not settled", "No fused model uses")])
+    ({"n": 500, "models": 3, "additive": ["`late`"], "within": True, "above": [], "widest": "`m` w"},
+     "None of the 3 fused models that can model an interaction uses one", "Fused models use"),
+    ({"n": 500, "models": 3, "additive": [], "within": False, "above": ["`tfn` +0.1"], "widest": "`tfn` w"},
+     "Fused models use cross-modal interaction (EMAP", "None of the"),
+    ({"n": 500, "models": 3, "additive": [], "within": False, "above": [], "widest": "`tfn` w"}, "is not settled",
+     "None of the")])
 def test_q6_emap_sentence_follows_the_intervals(emap, says, not_says):
-    pid = {"redundancy": 0.7, "unique_text": 0.0, "unique_tabular": 0.2, "synergy": 0.1, "largest": "redundancy"}
+    pid = {"redundancy": 0.7, "unique_text": 0.0, "unique_tabular": 0.2, "synergy": 0.1, "largest": "redundancy",
+           "text_adds": 0.1, "tabular_adds": 0.3}
     text = _render(interaction={"study": "a", "margin": 0.005, "emap": emap, "pid": pid})
     assert says in text and not_says not in text
-    assert "70.0% in redundancy" in text and "a second modality can add at most" in text
+    assert "70.0% in redundancy" in text and "Text adds 10.0% of that information to the table's predictions and the " \
+        "table 30.0% to the text's" in text and "lower bounds" in text
+    assert ("`late` add two logit vectors and are additive by construction" in text) == bool(emap["additive"]) == \
+        ("None of the" in text)
 
 
 def test_q6_pid_sentence_names_the_largest_atom():
-    pid = {"redundancy": 0.1, "unique_text": 0.0, "unique_tabular": 0.1, "synergy": 0.8, "largest": "synergy"}
+    pid = {"redundancy": 0.1, "unique_text": 0.0, "unique_tabular": 0.1, "synergy": 0.8, "largest": "synergy",
+           "text_adds": 0.8, "tabular_adds": 0.9}
     text = _render(interaction={"study": "a", "margin": 0.005, "emap": None, "pid": pid})
     assert "80.0% in synergy: most of the information lies in the two together" in text and "EMAP" not in text
     assert "What kind of gain" not in _render(interaction=None)

@@ -50,22 +50,28 @@ def _phi_reps(res, model: str, tag: str, seeds: tuple[int, ...], draws: np.ndarr
     return out
 
 
-def share_difference(res, model: str, plain: str, tag: str, weak: str) -> dict[str, float]:
+def share_difference(res, model: str, plain: str, tag: str, weak: str, level: float = 0.95) -> dict[str, float]:
     """The weak modality's Shapley share of ``model`` minus that of ``plain`` at Part 5 point ``tag``
-    on their common seeds, with a paired two-level 95% interval (seeds drawn alike for both, test
-    rows resampled alike; the share ``phi_weak / (phi_text + phi_tabular)`` is recomputed in every
-    replicate). Returns ``value`` (seed-mean shares' difference), ``lo``, ``hi``."""
+    on their common seeds, with a paired two-level interval at ``level`` (seeds drawn alike for
+    both, test rows resampled alike; the share ``phi_weak / (phi_text + phi_tabular)`` is
+    recomputed in every replicate), and the same for the weak modality's Shapley *value* (ROC-AUC
+    units). Returns ``value`` (seed-mean shares' difference on the common seeds), ``lo``, ``hi``,
+    ``phi`` (seed-mean Shapley values' difference), ``phi_lo``, ``phi_hi``, ``phi_plain`` and
+    ``phi_model`` (each model's seed-mean Shapley value of the weak modality)."""
     seeds = common_seeds(res, [(model, tag), (plain, tag)])
     n_boot = term(res, model, "test", tag, seeds)[1].shape[1]
     draws = seed_draws(len(seeds), n_boot, seed=0)
-    share = {}
+    share, value = {}, {}
     for m in (model, plain):
         phi = _phi_reps(res, m, tag, seeds, draws)
         total = (phi["text"][0] + phi["tabular"][0], phi["text"][1] + phi["tabular"][1])
         with np.errstate(divide="ignore", invalid="ignore"):
             share[m] = (phi[weak][0] / total[0], np.where(total[1] > 0, phi[weak][1] / total[1], np.nan))
-    lo, hi = interval(0.0, share[model][1] - share[plain][1])
-    return {"value": share[model][0] - share[plain][0], "lo": lo, "hi": hi}
+        value[m] = phi[weak]
+    lo, hi = interval(0.0, share[model][1] - share[plain][1], level)
+    phi_lo, phi_hi = interval(0.0, value[model][1] - value[plain][1], level)
+    return {"value": share[model][0] - share[plain][0], "lo": lo, "hi": hi, "phi": value[model][0] - value[plain][0],
+            "phi_lo": phi_lo, "phi_hi": phi_hi, "phi_plain": value[plain][0], "phi_model": value[model][0]}
 
 
 def remedy_table(res, margin: float) -> pd.DataFrame:
@@ -73,8 +79,10 @@ def remedy_table(res, margin: float) -> pd.DataFrame:
     counterpart ``plain``, ``seeds``, ``auc`` / ``plain_auc`` (seed-mean test ROC-AUC),
     ``diff``/``lo``/``hi``/``verdict`` (remedy − plain, the rule at ``margin``), ``weak`` (the text at
     a clean point, else the weakened modality), ``share``/``plain_share`` (its share of the
-    two-player Shapley value of ROC-AUC, removal = marginalised) and ``share_lo``/``share_hi`` (the
-    paired 95% interval of ``share - plain_share``, :func:`share_difference`), ``secs``/``plain_secs`` (mean
+    two-player Shapley value of ROC-AUC, removal = marginalised, on each model's seeds) and
+    ``share_value``/``share_lo``/``share_hi`` (remedy − plain on the common seeds and its paired 95%
+    interval), ``share_phi``/``share_phi_lo``/``share_phi_hi``/``share_phi_plain``/``share_phi_model``
+    (the same for its Shapley value, ROC-AUC units; :func:`share_difference`), ``secs``/``plain_secs`` (mean
     train seconds per run, set-up included). Empty without remedy runs."""
     rem = [r for r in res.runs if r.training.regime == "remedy" and r.split == 0]
     rows = []
@@ -93,7 +101,7 @@ def remedy_table(res, margin: float) -> pd.DataFrame:
                      "auc": auc[model], "plain_auc": auc[plain], "diff": d["value"], "lo": d["lo"], "hi": d["hi"],
                      "verdict": d["verdict"], "weak": weak, "share": _weak_share(res, model, tag, weak),
                      "plain_share": _weak_share(res, plain, tag, weak),
-                     **{f"share_{k}": v for k, v in share_difference(res, model, plain, tag, weak).items() if k != "value"},
+                     **{f"share_{k}": v for k, v in share_difference(res, model, plain, tag, weak).items()},
                      "secs": secs[model], "plain_secs": secs[plain]})
     return pd.DataFrame(rows)
 

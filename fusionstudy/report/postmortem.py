@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.stats import chi2
 
 from fusionstudy.analysis.pooled import decisions_at_val_threshold, fused_vs_unimodal, split_means
-from fusionstudy.analysis.remedies import emap_table, pid_table, remedy_table
+from fusionstudy.analysis.remedies import emap_table, pid_table, remedy_table, share_difference
 from fusionstudy.analysis.tables import (
     eval_frame,
     imbalance_points,
@@ -35,6 +35,7 @@ from fusionstudy.analysis.verdicts import (
     value,
 )
 from fusionstudy.records import StudyResults, load_study
+from fusionstudy.registry import LATE_FUSIONS
 from fusionstudy.report.experiments import environment, rules, summary_of
 from fusionstudy.report.figures import figure_forest
 from fusionstudy.report.forecast import forecast_facts, forecast_text
@@ -190,31 +191,56 @@ def _q3(res: StudyResults, s: pd.DataFrame, margin: float) -> dict | None:
 
 
 def _remedy_facts(res: StudyResults, margin: float) -> dict | None:
-    """Q3's dominance facts from Part 5's remedies (``analysis.remedies.remedy_table``): the remedy
-    runs whose weak-modality Shapley share moved (paired 95% interval of remedy − plain excluding
-    zero), as ``"<remedy> at <point>: <change> [lo, hi]"`` cells; ``None`` without remedy runs."""
+    """Q3's dominance facts from Part 5's remedies (``analysis.remedies``): per remedy × point, the
+    weak modality's Shapley share and value, remedy vs plain on their common seeds, with paired
+    intervals Bonferroni-corrected over the comparisons (``level``). A share counts as ``raised`` /
+    ``lowered`` when its corrected interval excludes zero *and* the Shapley value moves by more than
+    ``margin`` (ROC-AUC) the same way; ``small``: the interval excludes zero but the value moves by
+    less; ``nothing``: the weak modality's Shapley value is within ±``margin`` with and without the
+    remedy (its share is then a ratio of noise); ``unmoved``: the rest. Cells read
+    ``"<remedy> at <point>: <weak> <plain> → <remedy> (<change> [lo, hi]; Shapley value <a> → <b>)"``.
+    ``None`` without remedy runs."""
     t = remedy_table(res, margin)
     if t.empty:
         return None
-    cell = lambda r: (f"{REMEDY_PAPERS.get(r.remedy, r.remedy)} at {point_name(r.tag)}: {r.weak} "  # noqa: E731
-                      f"{r.plain_share:.3f} → {r.share:.3f} ({fmt_iv(r.share - r.plain_share, r.share_lo, r.share_hi, signed=True)})")
-    return {"n": len(t), "seeds": int(t.seeds.min()), "raised": [cell(r) for r in t.itertuples() if r.share_lo > 0],
-            "lowered": [cell(r) for r in t.itertuples() if r.share_hi < 0],
-            "verdicts": dict(t.verdict.value_counts()), "helps": [cell(r) for r in t.itertuples() if r.verdict == HELPS]}
+    level = 1 - 0.05 / len(t)
+    groups: dict[str, list[str]] = {k: [] for k in ("raised", "lowered", "small", "nothing", "unmoved")}
+    for r in t.itertuples():
+        d = share_difference(res, r.model, r.plain, r.tag, r.weak, level)
+        name = f"{REMEDY_PAPERS.get(r.remedy, r.remedy)} at {point_name(r.tag)}"
+        phi = f"Shapley value {d['phi_plain']:+.4f} → {d['phi_model']:+.4f}"
+        if max(abs(d["phi_plain"]), abs(d["phi_model"])) <= margin:
+            groups["nothing"].append(f"{name} ({r.weak}: {phi})")
+            continue
+        cell = f"{name}: {r.weak} share change {fmt_iv(d['value'], d['lo'], d['hi'], signed=True)}, {phi}"
+        if d["lo"] > 0:
+            groups["raised" if d["phi"] > margin else "small"].append(cell)
+        elif d["hi"] < 0:
+            groups["lowered" if d["phi"] < -margin else "small"].append(cell)
+        else:
+            groups["unmoved"].append(name)
+    return {"n": len(t), "seeds": int(t.seeds.min()), "level": f"{100 * level:.1f}", "margin": margin, **groups,
+            "verdicts": dict(t.verdict.value_counts()), "helps": [r.model for r in t.itertuples() if r.verdict == HELPS]}
 
 
 def _interaction_facts(res: StudyResults, margin: float) -> dict | None:
-    """Q6's data-level facts of the main study: EMAP gaps of every fused model (``emap_table``:
-    ``within`` = every interval inside ±margin, ``above`` = models whose interval lies above 0,
-    ``widest`` = the model whose interval reaches farthest from 0) and the PID atoms' shares of the
-    unimodal test predictions (``pid_table``, point estimates; the report shows no PID interval)."""
+    """Q6's data-level facts of the main study: EMAP gaps of the fused models that can model an
+    interaction (``emap_table``; late fusions, which add two logit vectors, are additive by
+    construction and counted apart: ``additive``), with ``within`` = every interval inside ±margin,
+    ``above`` = models whose interval lies above 0, ``widest`` = the model whose interval reaches
+    farthest from 0; and the PID atoms' shares of the unimodal test predictions (``pid_table``,
+    point estimates; the report shows no PID interval)."""
     e, p = emap_table(res), pid_table(res, n_boot=0)
     if e.empty and p.empty:
         return None
     emap = None
+    late = {r.model for r in res.runs if r.fusion in LATE_FUSIONS}
+    additive = sorted(set(e.model) & late) if not e.empty else []
+    e = e[~e.model.isin(late)] if not e.empty else e
     if not e.empty:
         w = e.loc[np.maximum(e.hi.abs(), e.lo.abs()).idxmax()]
-        emap = {"n": int(e.n.iloc[0]), "models": len(e), "within": bool(((e.lo >= -margin) & (e.hi <= margin)).all()),
+        emap = {"n": int(e.n.iloc[0]), "models": len(e), "additive": [f"`{m}`" for m in additive],
+                "within": bool(((e.lo >= -margin) & (e.hi <= margin)).all()),
                 "above": [f"`{r.model}` {fmt_iv(r.gap, r.lo, r.hi, signed=True)}" for r in e.itertuples() if r.lo > 0],
                 "widest": f"`{w.model}` {fmt_iv(w.gap, w.lo, w.hi, signed=True)}"}
     pid = None
@@ -222,6 +248,8 @@ def _interaction_facts(res: StudyResults, margin: float) -> dict | None:
         share = p.set_index("atom").share
         pid = {k: float(share[k]) for k in ("redundancy", "unique_text", "unique_tabular", "synergy")}
         pid["largest"] = max(pid, key=pid.get)
+        pid["text_adds"] = pid["unique_text"] + pid["synergy"]
+        pid["tabular_adds"] = pid["unique_tabular"] + pid["synergy"]
     return {"study": res.name, "emap": emap, "pid": pid, "margin": margin}
 
 
