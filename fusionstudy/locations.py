@@ -93,4 +93,5 @@ def resolve_profile(profile: str | Path) -> Path:
         return DATASETS / f"{profile}.toml"
     if str(profile).endswith(".toml") and Path(profile).is_file():
         return Path(profile)
-    raise FileNotFoundError(f"config file {profile} not found; profiles: {list_profiles()}")
+    raise FileNotFoundError(f"profile {profile!r} is neither a bundled profile ({', '.join(list_profiles())}) nor a .toml file "
+                            "that exists")

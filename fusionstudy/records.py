@@ -2,16 +2,15 @@
 
 A results folder ``results/<study>/`` holds:
 
-* ``runs.jsonl`` — one :class:`RunRecord` per trained (or fitted, or combined) model;
-* ``evals.jsonl`` — one :class:`EvalRecord` per model x seed x perturbation x severity x subset;
+* ``runs.jsonl`` — one :class:`RunRecord` per trained (or fitted, or combined) model; ``evals.jsonl`` — one
+  :class:`EvalRecord` per model x seed x perturbation x severity x subset;
 * ``predictions.jsonl`` — one :class:`PredictionRecord` (val/test probabilities) per run;
-* ``failures.jsonl`` — one :class:`FailureRecord` per run that raised (a rerun retries it);
-* ``split.json`` (row ids, labels, data statistics) and ``study.json`` (wall seconds, cores).
+* ``failures.jsonl`` — one :class:`FailureRecord` per run that raised (a rerun retries it); ``split.json``
+  (row ids, labels, data statistics), ``study.json`` (wall seconds, cores), ``forecasts.jsonl``.
 
-What a run *is* lives in explicit fields — ``kind``, ``modalities``, ``fusion``, ``training`` —
-never in its name. A record is appended (and fsynced) the moment its run finishes; a line torn by
-an interrupted write is skipped on read and never swallows the next record. Files written before
-these fields existed are migrated on read (:func:`_migrate_run`).
+What a run *is* lives in explicit fields — ``kind``, ``modalities``, ``fusion``, ``training`` — never in its
+name. A record is appended (and fsynced) the moment its run finishes; a line torn by an interrupted write is
+skipped on read and never swallows the next record. Older files are migrated on read (:func:`_migrate_run`).
 """
 from __future__ import annotations
 
@@ -281,17 +280,18 @@ def _ends_torn(path: Path) -> bool:
         return fh.read(1) != b"\n"
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Every complete JSON line of ``path`` (a torn line is reported and skipped)."""
-    if not path.is_file():
-        return []
+def read_jsonl(path: Path, key: str = "run_key") -> list[dict]:
+    """Every record of ``path`` (a JSON object with field ``key``); any other line is reported and skipped."""
     out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a run cut off mid-write; keep every complete one
-                log.warning(f"{path}:{i} is not valid JSON (interrupted write?); skipped")
+    for i, line in enumerate(path.read_text().splitlines() if path.is_file() else [], 1):
+        try:
+            d = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:  # a run cut off mid-write; keep every complete one
+            d = False
+        if isinstance(d, dict) and key in d:
+            out.append(d)
+        elif d is not None:
+            log.warning(f"{path}:{i} is not a record (a JSON object with {key!r}: cut off mid-write, or edited?); skipped")
     return out
 
 
@@ -350,7 +350,7 @@ class RunStore:
 
     def forecasts(self) -> dict[str, ForecastRecord]:
         """Before-fusion forecast records by key (the last one wins)."""
-        return {d["key"]: ForecastRecord(**_fields(ForecastRecord, d)) for d in read_jsonl(self.forecasts_path)}
+        return {d["key"]: ForecastRecord(**_fields(ForecastRecord, d)) for d in read_jsonl(self.forecasts_path, "key")}
 
     def append_forecast(self, record: ForecastRecord) -> None:
         """Store one forecast record (flushed and fsynced)."""

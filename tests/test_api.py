@@ -66,5 +66,5 @@ def test_bundled_names_and_files_load_alike(tmp_path):
     spec = tmp_path / "c.toml"
     spec.write_text((ROOT / "fusionstudy" / "datasets" / "clothing.toml").read_text())
     assert fs.load_config(spec, "quick").fingerprint() == named.fingerprint()
-    with pytest.raises(FileNotFoundError, match="profiles: .*'quick'"):
+    with pytest.raises(FileNotFoundError, match=r"profile 'quik' is neither a bundled profile \(.*quick\)"):
         fs.load_config("clothing", "quik")

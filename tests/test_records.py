@@ -45,6 +45,17 @@ def test_a_torn_last_line_is_skipped_and_does_not_swallow_the_next(tmp_path):
     assert [r.run_key for r in store.records()] == ["a", "b"] and store.done_keys() == {"a", "b"}
 
 
+def test_a_json_line_that_is_not_a_record_is_named_and_skipped(tmp_path, caplog):
+    store = RunStore(tmp_path)
+    store.append(_run("a"))
+    with open(store.runs_path, "a") as fh:
+        fh.write('{"foo": 1}\n[1, 2]\n"text"\n')
+    store.append(_run("b"))
+    with caplog.at_level("WARNING"):
+        assert [r.run_key for r in store.records()] == ["a", "b"] and store.done_keys() == {"a", "b"}
+    assert "runs.jsonl:2 is not a record" in caplog.text and "runs.jsonl:4 is not a record" in caplog.text
+
+
 def test_old_records_migrate_kind_and_training_on_read(tmp_path):
     (tmp_path / "runs.jsonl").write_text(
         '{"kind": "train", "run_key": "k", "study": "s", "model": "early_concat_moddrop", "part": "part3", "seed": 0, '

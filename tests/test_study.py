@@ -221,3 +221,19 @@ def test_report_all_in_two_processes_writes_the_same_bytes_as_in_one(tmp_path):
     assert {"experiments.md", "postmortem.md", "results/clothing_no_rating/experiments.md"} <= {str(p) for p in written}
     for rel in written:
         assert (roots[1] / rel).read_bytes() == (roots[0] / rel).read_bytes(), rel
+
+
+def test_report_pairs_remedies_with_plain_fusion_on_the_seeds_both_have(tmp_path):
+    """Remedies train study.imbalance_seeds (one here), plain fusion study.seeds (two): the
+    share comparison pairs seed 0 alone, and the report is written (a quick-profile regression)."""
+    from fusionstudy.analysis.remedies import remedy_table, share_difference
+    cfg = _tiny_study(tmp_path, synthetic_frame(600), models=["text_only", "tabular_only", "early_concat"], seeds=[0, 1],
+                      imbalance_models=["early_concat"], subsample_levels=[], drop_levels=[], robustness=False)
+    folder = run_study(cfg, str(tmp_path / "res"))
+    res = load_study(folder)
+    t = remedy_table(res, 0.005)
+    assert len(t) == 3 and set(t.remedy) == {"ogm_ge", "gblend", "mla"} and (t.plain == "early_concat").all()
+    d = share_difference(res, "early_concat_gblend", "early_concat", "", "text")
+    assert np.isfinite(d["value"]) and d["lo"] <= d["value"] <= d["hi"]
+    write_reports(folder, tmp_path / "experiments.md")
+    assert "Part 5 remedies" in (tmp_path / "experiments.md").read_text()

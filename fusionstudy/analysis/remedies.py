@@ -52,13 +52,16 @@ def _phi_reps(res, model: str, tag: str, seeds: tuple[int, ...], draws: np.ndarr
 
 def share_difference(res, model: str, plain: str, tag: str, weak: str, level: float = 0.95) -> dict[str, float]:
     """The weak modality's Shapley share of ``model`` minus that of ``plain`` at Part 5 point ``tag``
-    on their common seeds, with a paired two-level interval at ``level`` (seeds drawn alike for
+    on the seeds both have, with a paired two-level interval at ``level`` (seeds drawn alike for
     both, test rows resampled alike; the share ``phi_weak / (phi_text + phi_tabular)`` is
     recomputed in every replicate), and the same for the weak modality's Shapley *value* (ROC-AUC
     units). Returns ``value`` (seed-mean shares' difference on the common seeds), ``lo``, ``hi``,
     ``phi`` (seed-mean Shapley values' difference), ``phi_lo``, ``phi_hi``, ``phi_plain`` and
     ``phi_model`` (each model's seed-mean Shapley value of the weak modality)."""
-    seeds = common_seeds(res, [(model, tag), (plain, tag)])
+    # paired: the seeds both trained (a remedy may have fewer seeds, study.imbalance_seeds, than plain fusion)
+    seeds = tuple(sorted(set(seeds_of(res, model, tag)) & set(seeds_of(res, plain, tag))))
+    if not seeds:
+        return dict.fromkeys(("value", "lo", "hi", "phi", "phi_lo", "phi_hi", "phi_plain", "phi_model"), float("nan"))
     n_boot = term(res, model, "test", tag, seeds)[1].shape[1]
     draws = seed_draws(len(seeds), n_boot, seed=0)
     share, value = {}, {}
