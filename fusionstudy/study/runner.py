@@ -183,9 +183,8 @@ def _worker_run(spec: RunSpec | tuple[RunSpec, ...], stage: str | None = None
     """Train one run (or a stack of seeds, :func:`train_stack`) in a worker: ``(train_run's output
     (a list of them for a stack), (process id, peak resident MiB))``. ``stage`` (a
     ``protocol.staged_prepare`` file) names the split data the run trains on when it is not the
-    data the worker started with: one
-    pool serves every split of a study (a spawned worker's start, torch's import included, costs
-    ~7 CPU seconds)."""
+    data the worker started with: one pool serves every split of a study (a spawned worker's
+    start, torch's import included, costs ~7 CPU seconds)."""
     if stage is not None and _WORKER.get("stage") != stage:  # a resplit: no evaluation suite, no saved weights
         with open(stage, "rb") as fh:
             _WORKER.update(prep=pickle.load(fh), suite=[], models=None, stage=stage)

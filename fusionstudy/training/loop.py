@@ -74,10 +74,9 @@ def predict_with_features(model: MultimodalModel, split: SplitData, known: dict[
     result equals ``predict(model, split)`` bit for bit when ``known`` holds this split's own
     features. Returns ``(n_samples, n_classes)`` float64 probabilities (rows sum to 1)."""
     model.eval()
-    out = []
+    out, todo = [], [m for m in model.modalities if m not in known]
     for start in range(0, len(split), batch_size):
         idx = np.arange(start, min(start + batch_size, len(split)))
-        todo = [m for m in model.modalities if m not in known]
         inputs = move(to_inputs(split, idx)) if todo else {}
         feats = {m: known[m][idx] if m in known else model.encoders[m](inputs[m]) for m in model.modalities}
         out.append(torch.softmax(model.head(model.fusion(feats)), dim=1).cpu())
