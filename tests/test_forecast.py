@@ -168,3 +168,13 @@ def test_resampled_kappa_and_r_equal_sklearn_and_corrcoef_on_the_repeated_rows()
                 assert np.isnan(r[b])
                 seen["nan"] += 1
     assert seen["kappa"] > 100 and seen["nan"] > 10  # both branches were exercised
+
+
+def test_part5_points_get_a_forecast_only_when_the_study_trains_part5(tmp_path):
+    from fusionstudy.study.forecast import situations
+    cfg = _cfg(tmp_path, "independent", 500, splits=3)
+    cfg.study.subsample_levels, cfg.study.imbalance_models = [0.5], ["text_only", "early_concat"]
+    clean = [(0, ()), (1, ()), (2, ())]
+    assert situations(cfg, ("tabular", "text")) == clean + [(0, ("subsample", "tabular", 0.5)), (0, ("subsample", "text", 0.5))]
+    cfg.study.imbalance_models = []  # the no-Rating contrast: no Part 5 run measures a weakened forecast
+    assert situations(cfg, ("tabular", "text")) == clean

@@ -186,7 +186,8 @@ def test_a_run_that_raises_is_recorded_as_failed_the_others_complete_and_a_rerun
 @pytest.mark.slow
 def test_one_worker_pool_serves_every_split_with_the_in_process_results(tmp_path):
     """The local pool lives through all splits (workers load each resplit's data from a staged
-    file): two workers store the records one process stores, with two worker processes in all."""
+    file; split k is queued before split k-1 is stored): two workers store the records one process
+    stores, references included, with two worker processes in all."""
     csv = tmp_path / "toy.csv"
     synthetic_frame(700).to_csv(csv, index=False)
     folders = {}
@@ -195,14 +196,20 @@ def test_one_worker_pool_serves_every_split_with_the_in_process_results(tmp_path
         cfg.dataset.source = str(csv)
         cfg.study.models, cfg.study.seeds, cfg.study.split_seeds = ["text_only", "tabular_only", "early_concat"], [0], [0, 1]
         cfg.study.moddrop_models, cfg.study.imbalance_models, cfg.study.remedies = [], [], []
-        cfg.study.splits, cfg.study.references, cfg.study.robustness = 3, False, False
+        cfg.study.splits, cfg.study.references, cfg.study.robustness = 3, True, False
         cfg.train.max_epochs, cfg.train.workers, cfg.train.threads = 2, workers, workers
         folders[workers] = run_study(cfg, str(tmp_path / f"w{workers}"))
     runs = {w: {r.run_key.rsplit("|cfg=", 1)[0]: r.metrics for r in RunStore(f).records()} for w, f in folders.items()}
-    assert runs[2] == runs[1] and len(runs[1]) == 3 + 2 * 6 + 1 + 2 * 2  # + the late ensemble of each seed and split
+    # + the late ensemble of each seed and split, + the references (5 on split 0, 8 on each resplit of 2 seeds)
+    assert runs[2] == runs[1] and len(runs[1]) == 3 + 2 * 6 + 1 + 2 * 2 + 5 + 2 * 8
     assert {int(k.split("split=")[1].split("|")[0]) for k in runs[2] if "split=" in k} == {1, 2}
     meta = json.loads((folders[2] / "study.json").read_text())
     assert meta["workers"] == 2 and len(meta["peak_rss_mb_per_worker"]) == 2  # one pool, not one per split
+    # the forecast, fit by the two workers (each resplit prepared there), stores what one process stores
+    casts = {w: {k: (r.y, r.proba, r.models) for k, r in RunStore(f).forecasts().items()} for w, f in folders.items()}
+    assert casts[2] == casts[1] and {f"split={k}|weaken=" for k in range(3)} <= set(casts[1])
+    first_fused = min(r.time for r in RunStore(folders[2]).records() if r.kind == "fusion")
+    assert max(r.created for r in RunStore(folders[2]).forecasts().values()) <= first_fused
 
 
 @pytest.mark.slow  # trains a tiny study and spawns two report processes: ~40 s on 2 cores

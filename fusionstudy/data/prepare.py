@@ -478,8 +478,8 @@ def encode_rows(df: pd.DataFrame, ds: DatasetConfig, text: TextPipeline, tabular
                      text.embed(tokens, missing))
 
 
-def to_inputs(split: SplitData, idx: np.ndarray | None = None) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Model inputs for rows ``idx`` of a split (all rows if ``None``).
+def to_inputs(split: SplitData, idx: np.ndarray | slice | None = None) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Model inputs for rows ``idx`` (indices or a slice) of a split (all rows if ``None``).
 
     Returns ``{"tabular": (cat (B, n_cat) int64, num (B, 2*n_num) float32),
     "text": (ids (nnz,) int64, offsets (B,) int64, weights (nnz,) float32)}`` — the

@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +79,10 @@ def forecast_key(split: int, weaken: str) -> str:
 
 def situations(cfg: Config, modalities: tuple[str, ...]) -> list[tuple[int, tuple]]:
     """``(split, weakening)`` pairs that get a forecast: every split clean, then every Part 5
-    point of the main split (``protocol.part5_grid``)."""
+    point of the main split (``protocol.part5_grid``) when the study trains Part 5 models
+    (``study.imbalance_models``; a forecast without a measurement is never scored)."""
     out = [(k, ()) for k in range(n_splits(cfg))]
-    return out + [(0, w) for w in part5_grid(cfg, modalities)]
+    return out + ([(0, w) for w in part5_grid(cfg, modalities)] if cfg.study.imbalance_models else [])
 
 
 def forecast_record(prep: Prepared, cfg: Config, split: int, weaken: tuple) -> ForecastRecord:
@@ -96,13 +99,27 @@ def forecast_record(prep: Prepared, cfg: Config, split: int, weaken: tuple) -> F
                           dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
 
 
+def forecast_split(cfg: Config, prep: Prepared, split: int, weakens: list[tuple]) -> list[ForecastRecord]:
+    """The records of split ``split``'s situations ``weakens`` (``()`` = clean), ``prep`` being that
+    split's prepared data (each weakening drawn with :data:`SEED`)."""
+    return [forecast_record(weakened(prep, w, SEED) if w else prep, cfg, split, w) for w in weakens]
+
+
 def run_forecasts(cfg: Config, folder: Path, data: pd.DataFrame | None = None,
-                  prep0: Prepared | None = None, stage: Path | None = None) -> int:
+                  prep0: Prepared | None = None, stage: Path | None = None,
+                  submit: Callable[[int, list[tuple]], Future] | None = None) -> int:
     """Compute and store every missing forecast record of the study in ``folder`` (resumable:
     stored keys of this config are skipped). ``prep0`` is the main split's prepared data if the
     caller has it; the other splits' data are prepared here, and kept under ``stage`` for the
     study's later use when given (``protocol.staged_prepare``). Returns the number of records
     written; nothing for one-modality data.
+
+    ``submit(split, weakenings)`` (optional) runs :func:`forecast_split` elsewhere — the study's
+    worker processes, which prepare (and stage) a resplit's data themselves — and returns a future
+    of its records: each resplit is one task, each weakening of the main split another, so two
+    workers fit the forecast in about half the time. The records are the same either way (one
+    seed, one thread per fit); only their order in ``forecasts.jsonl`` differs. This process stays
+    the store's single writer.
     """
     store = RunStore(folder)
     fp = cfg.fingerprint()
@@ -112,11 +129,18 @@ def run_forecasts(cfg: Config, folder: Path, data: pd.DataFrame | None = None,
     todo = [(k, w) for k, w in situations(cfg, modalities) if forecast_key(k, ":".join(map(str, w))) not in have]
     if not todo or len(modalities) < 2:
         return 0
-    preps: dict[int, Prepared] = {0: prep0}
-    for k, w in tqdm(todo, desc="before-fusion forecast", unit="fit", leave=False):
-        if k not in preps:
-            preps = {k: staged_prepare(cfg, data, k, stage)}  # one split's data at a time
-        prep = preps[k]
-        store.append_forecast(forecast_record(weakened(prep, w, SEED) if w else prep, cfg, k, w))
+    if submit is not None:  # the longest tasks (a resplit prepares its data) first
+        tasks = sorted(((k, [w]) for k, w in todo), key=lambda t: t[0] == 0)
+        futures = [submit(k, ws) for k, ws in tasks]
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="before-fusion forecast", unit="fit",
+                        leave=False):
+            for rec in fut.result():
+                store.append_forecast(rec)
+    else:
+        preps: dict[int, Prepared] = {0: prep0}
+        for k, w in tqdm(todo, desc="before-fusion forecast", unit="fit", leave=False):
+            if k not in preps:
+                preps = {k: staged_prepare(cfg, data, k, stage)}  # one split's data at a time
+            store.append_forecast(forecast_split(cfg, preps[k], k, [w])[0])
     log.info(f"before-fusion forecast: {len(todo)} situation(s) fit")
     return len(todo)

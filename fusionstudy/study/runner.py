@@ -28,8 +28,8 @@ import pickle
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -38,115 +38,34 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from fusionstudy.config import Config
-from fusionstudy.data import perturb
 from fusionstudy.data.perturb import weakened
 from fusionstudy.data.prepare import Prepared, prepare
 from fusionstudy.locations import default_results
 from fusionstudy.models.fusion import parameter_scaling
-from fusionstudy.records import EvalRecord, FailureRecord, PredictionRecord, RunRecord, RunStore
+from fusionstudy.records import FailureRecord, RunStore
 from fusionstudy.study.comparators import References, late_ensemble, reference_runs, store_ensembles  # noqa: F401
-from fusionstudy.study.forecast import run_forecasts
 from fusionstudy.study.executors import RayPool, describe_failure, threads_per_run
-from fusionstudy.study.protocol import SAVED_PARTS, RunSpec, check_data_size, check_models, n_splits, plan, resplit_plan, staged_path, staged_prepare, usable_models  # noqa: F401 (re-exported)
+from fusionstudy.study.forecast import forecast_split, run_forecasts
+from fusionstudy.study.protocol import (  # noqa: F401 (re-exported)
+    SAVED_PARTS,
+    RunSpec,
+    check_data_size,
+    check_models,
+    n_splits,
+    plan,
+    resplit_plan,
+    staged_path,
+    staged_prepare,
+    usable_models,
+)
 from fusionstudy.study.provenance import CODE, git_hash, make_record, rules_record  # noqa: F401 (re-exported)
 from fusionstudy.study.references import single_column_auc
-from fusionstudy.study.saving import models_dir, save_preprocessing, save_weights
+from fusionstudy.study.runs import stack_tasks, train_run, train_stack
+from fusionstudy.study.saving import models_dir, save_preprocessing
 from fusionstudy.study.tracking import store_for
-from fusionstudy.training.batched import fit_stack, make_stack, stack_blocker
-from fusionstudy.training.evaluation import eval_suite, evaluate, fusion_diagnostics
-from fusionstudy.training.interaction import emap_record
-from fusionstudy.training.loop import background_rows, fit, make_model, predict
-from fusionstudy.training.regimes import build_regime
+from fusionstudy.training.evaluation import eval_suite
 
 log = logging.getLogger(__name__)
-
-def train_run(spec: RunSpec, prep: Prepared, cfg: Config, suite: list | None = None, progress=None,
-              weak: Prepared | None = None, save_dir: Path | None = None
-              ) -> tuple[RunRecord, PredictionRecord, list[EvalRecord]]:
-    """Build, fit and evaluate one model; return ``(record, predictions, eval records)``.
-
-    ``prep`` is the clean data; ``weak`` the same weakened by ``spec.training.weaken`` (built
-    here, with the run's seed, when not given). A removed modality is marginalised over
-    ``study.marginal_k`` train rows drawn with the run's seed, from the data the test split
-    looks like (clean train rows; truncated ones for a truncation run). With ``save_dir``, the
-    weights of a plainly trained model of :data:`SAVED_PARTS` are saved there
-    (``saving.save_weights``) — the weights its stored predictions come from.
-    """
-    tr = spec.training
-    p = (weak or weakened(prep, tr.weaken, spec.seed)) if tr.weaken else prep
-    model = make_model(spec.modalities, spec.fusion, p, cfg, spec.seed)
-    batch_fn = (lambda b, rng: perturb.modality_dropout(b, p, tr.moddrop_p, rng)) if tr.moddrop_p else None
-    t0 = time.perf_counter()  # a remedy's set-up (G-Blend's weight estimation) counts as training time
-    model, regime = build_regime(tr.remedy, model, p.splits["train"], cfg.train, spec.seed)
-    setup = time.perf_counter() - t0
-    res = fit(model, p.splits["train"], p.splits["val"], cfg.train, spec.seed, batch_fn=batch_fn, progress=progress,
-              regime=regime)
-    res.train_seconds += setup
-    return _scored(spec, model, res, p, prep, cfg, suite, save_dir, regime)
-
-
-def train_stack(specs: tuple[RunSpec, ...], prep: Prepared, cfg: Config, suite: list | None = None,
-                save_dir: Path | None = None) -> list[tuple[RunRecord, PredictionRecord, list[EvalRecord]]]:
-    """:func:`train_run` for runs that differ only in their seed, trained as one stack
-    (``training.batched.fit_stack``; each member equals its seed trained alone within 1e-4), then
-    scored one by one as :func:`train_run` scores them. One output per spec, in order.
-
-    Raises
-    ------
-    ValueError
-        If the runs differ in more than their seed, or their training cannot be stacked
-        (``batched.stack_blocker``).
-    """
-    first = specs[0]
-    if any(replace(sp, seed=first.seed) != first for sp in specs):
-        raise ValueError(f"a stack trains the seeds of one run; got {[sp.key('') for sp in specs]}")
-    why = stack_blocker(cfg, first.training.regime, len(first.modalities))
-    if why:
-        raise ValueError(f"{first.model}: {why} trains one model at a time (train_run)")
-    seeds = [sp.seed for sp in specs]
-    models, gens = make_stack(first.modalities, first.fusion, prep, cfg, seeds)
-    results = fit_stack(models, gens, prep.splits["train"], prep.splits["val"], cfg.train, seeds)
-    return [_scored(sp, m, r, prep, prep, cfg, suite, save_dir) for sp, m, r in zip(specs, models, results)]
-
-
-def stack_tasks(specs: list[RunSpec], cfg: Config) -> list[RunSpec | tuple[RunSpec, ...]]:
-    """``specs`` as tasks: the runs that differ only in their seed, with a stackable training
-    (``batched.stack_blocker``), as one tuple (a stack) when ``train.batched`` and the local
-    executor (a Ray task trains one model); the others alone. First-seen order is kept."""
-    if not cfg.train.batched or cfg.train.executor != "local":
-        return list(specs)
-    groups: dict = {}
-    for sp in specs:
-        alone = stack_blocker(cfg, sp.training.regime, len(sp.modalities)) is not None
-        groups.setdefault(sp if alone else replace(sp, seed=-1), []).append(sp)
-    return [g[0] if len(g) == 1 else tuple(g) for g in groups.values()]
-
-
-def _scored(spec: RunSpec, model, res, p: Prepared, prep: Prepared, cfg: Config, suite: list | None,
-            save_dir: Path | None, regime=None) -> tuple[RunRecord, PredictionRecord, list[EvalRecord]]:
-    """Predict, record, save and evaluate a fitted model (``p``: the data it trained on; ``regime``:
-    its remedy regime, whose G-Blend weights are recorded)."""
-    fp = cfg.fingerprint()
-    key, tr = spec.key(fp), spec.training
-    probas = {s: predict(model, p.splits[s]) for s in ("val", "test")}
-    if save_dir is not None and tr.regime == "plain" and spec.part in SAVED_PARTS:
-        save_weights(model, save_dir, spec.model, spec.seed, key)
-    rec = make_record(cfg, key, spec.model, spec.kind, spec.modalities, spec.fusion, spec.part, spec.seed, probas,
-                      p.splits, training=tr, split=spec.split, params=model.param_counts(),
-                      diagnostics=fusion_diagnostics(model, p.splits["test"]), **asdict(res))
-    if getattr(regime, "weights", None):
-        rec.diagnostics["gblend_weights"] = regime.weights
-    if spec.split == 0 and (spec.part in ("part2", "part4") or (tr.regime == "remedy" and not tr.weaken)):
-        rec.interaction = {"emap": emap_record(model, p.splits["test"], cfg.study.emap_rows)}
-    if suite is None or tr.weaken:
-        suite = eval_suite(p, cfg, full=False)
-    truncated = tr.weaken and tr.weaken[0] == "truncate"
-    train = (p if truncated else prep).splits["train"]
-    background = background_rows(train, cfg.study.marginal_k, spec.seed)
-    pool = background_rows(train, min(cfg.study.conditional_pool, len(train)), spec.seed)
-    evals, kept = evaluate(model, suite, spec, key, fp, background, pool)
-    return rec, PredictionRecord.of(key, probas, kept), evals
-
 
 def write_split(prep: Prepared, folder: Path) -> None:
     """Save the split's row ids, val/test labels, the missing-text mask and data statistics."""
@@ -206,6 +125,15 @@ def _worker_run(spec: RunSpec | tuple[RunSpec, ...], stage: str | None = None
     return out, (os.getpid(), peak_rss_mb())
 
 
+def _worker_forecast(split: int, weakens: list[tuple], data: pd.DataFrame | None, stage: str) -> list:
+    """``forecast.forecast_split`` in a worker: the main split from the worker's own data, a resplit
+    prepared (and staged for the study's later use) or loaded from ``stage``
+    (``protocol.staged_prepare``). The worker's own split data stay as they are."""
+    cfg = _WORKER["cfg"]
+    prep = _WORKER["prep"] if split == 0 and "stage" not in _WORKER else staged_prepare(cfg, data, split, Path(stage))
+    return forecast_split(cfg, prep, split, weakens)
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB: ``VmHWM`` of ``/proc/self/status`` on
     Linux (``getrusage``'s ``ru_maxrss`` would carry the parent's peak into a spawned worker across
@@ -225,7 +153,46 @@ def _failed(store: RunStore, spec: RunSpec, fp: str, err: Exception, pool) -> No
     attempts, executor = (pool.attempts, "ray") if isinstance(pool, RayPool) else (1, "local")
     tqdm.write(f"run {spec.key(fp)} failed after {attempts} attempt(s): {kind}: {msg}")
     store.fail(FailureRecord(spec.key(fp), spec.model, spec.seed, spec.part, fp, kind, msg, attempts, executor,
-                             dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")))
+                             dt.datetime.now(dt.UTC).isoformat(timespec="seconds")))
+
+
+def _label(task) -> str:
+    return f"{task[0].model} seeds {[sp.seed for sp in task]}" if isinstance(task, tuple) else \
+        f"{task.model} seed {task.seed}"
+
+
+def _submit(specs: list[RunSpec], pool, cfg: Config, stage: str | None = None) -> dict:
+    """Hand ``specs`` to ``pool`` as tasks (seeds stacked by :func:`stack_tasks`): ``{future: task}``."""
+    return {(pool.submit(_worker_run, t, stage) if stage else pool.submit(_worker_run, t)): t
+            for t in stack_tasks(specs, cfg)}
+
+
+def _store_task(store: RunStore, task, result: Callable, fp: str, peaks: dict[int, float], pool) -> None:
+    """Store the runs of a finished ``task`` (``result()`` gives :func:`_worker_run`'s output), or
+    store them as failed (:func:`_failed`) if it raised; a dead local pool raises."""
+    runs = task if isinstance(task, tuple) else (task,)
+    try:
+        out, (pid, rss) = result()
+    except BrokenExecutor:  # the local pool itself died: every later run would fail the same way
+        raise
+    except Exception as e:  # noqa: BLE001 — one failing run must not stop the others
+        for spec in runs:
+            _failed(store, spec, fp, e, pool)
+    else:
+        for one in (out if isinstance(task, tuple) else [out]):
+            store.append(*one)
+        peaks[pid] = max(peaks.get(pid, 0.0), rss)
+
+
+def _collect(futures: dict, store: RunStore, desc: str, fp: str, peaks: dict[int, float], pool) -> None:
+    """Store each task of ``futures`` (:func:`_submit`) as it ends, with a progress bar."""
+    total = sum(len(t) if isinstance(t, tuple) else 1 for t in futures.values())
+    with tqdm(total=total, desc=desc, unit="run", dynamic_ncols=True) as bar:
+        for fut in as_completed(futures):
+            task = futures[fut]
+            _store_task(store, task, fut.result, fp, peaks, pool)
+            bar.update(len(task) if isinstance(task, tuple) else 1)
+            bar.set_postfix_str(f"{_label(task)} done")
 
 
 def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, fp: str, peaks: dict[int, float],
@@ -237,37 +204,14 @@ def _execute(specs: list[RunSpec], store: RunStore, pool, desc: str, fp: str, pe
     (``protocol.staged_prepare``'s file), for a local pool opened on another split."""
     if not specs:
         return
-
-    def store_one(task, result) -> None:
-        runs = task if isinstance(task, tuple) else (task,)
-        try:
-            out, (pid, rss) = result()
-        except BrokenExecutor:  # the local pool itself died: every later run would fail the same way
-            raise
-        except Exception as e:  # noqa: BLE001 — one failing run must not stop the others
-            for spec in runs:
-                _failed(store, spec, fp, e, pool)
-        else:
-            for one in (out if isinstance(task, tuple) else [out]):
-                store.append(*one)
-            peaks[pid] = max(peaks.get(pid, 0.0), rss)
-        bar.update(len(runs))
-
-    def label(task) -> str:
-        return f"{task[0].model} seeds {[sp.seed for sp in task]}" if isinstance(task, tuple) else \
-            f"{task.model} seed {task.seed}"
-
-    tasks = stack_tasks(specs, cfg)
+    if pool is not None:
+        _collect(_submit(specs, pool, cfg, stage), store, desc, fp, peaks, pool)
+        return
     with tqdm(total=len(specs), desc=desc, unit="run", dynamic_ncols=True) as bar:
-        if pool is None:
-            for task in tasks:
-                bar.set_postfix_str(label(task))
-                store_one(task, lambda: _worker_run(task))  # noqa: B023 — called at once
-            return
-        futures = {(pool.submit(_worker_run, t, stage) if stage else pool.submit(_worker_run, t)): t for t in tasks}
-        for fut in as_completed(futures):
-            store_one(futures[fut], fut.result)
-            bar.set_postfix_str(f"{label(futures[fut])} done")
+        for task in stack_tasks(specs, cfg):
+            bar.set_postfix_str(_label(task))
+            _store_task(store, task, lambda: _worker_run(task), fp, peaks, pool)  # noqa: B023 — called at once
+            bar.update(len(task) if isinstance(task, tuple) else 1)
 
 
 def _open_pool(cfg: Config, prep: Prepared, suite: list, code: str, models: Path | None, n_todo: int):
@@ -287,29 +231,51 @@ def _open_pool(cfg: Config, prep: Prepared, suite: list, code: str, models: Path
     return pool, workers, threads
 
 
-def _train_resplit(cfg: Config, prep: Prepared, split: int, store: RunStore, code: str, peaks: dict,
-                   shared: tuple[ProcessPoolExecutor, Path] | None = None) -> list[str]:
+def _train_resplit(cfg: Config, prep: Prepared, split: int, store: RunStore, code: str, peaks: dict) -> list[str]:
     """Train, store and return the keys of split ``split``'s missing runs: the Parts 1-2 models
-    (:func:`resplit_plan`), the references (in a driver thread) and the post-hoc late ensembles.
-    ``shared = (pool, stage folder)``: a local pool already running, fed the split through its
-    ``protocol.staged_prepare`` file there; else a pool is opened for this split alone."""
+    (:func:`resplit_plan`), the references (in a driver thread) and the post-hoc late ensembles, in a
+    pool opened for this split alone (Ray, or in this process; a study's shared local pool runs
+    :class:`_ResplitInFlight` instead)."""
     fp, done = cfg.fingerprint(), store.done_keys()
     todo = [sp for sp in resplit_plan(cfg, prep.modalities, split) if sp.key(fp) not in done]
-    stage = None
-    if shared is not None and todo:
-        pool, stage = shared[0], str(staged_path(shared[1], split))
-    else:
-        pool, _, _ = _open_pool(cfg, prep, [], code, None, len(todo))
+    pool, _, _ = _open_pool(cfg, prep, [], code, None, len(todo))
     refs = References(prep, cfg, done, background=pool is not None, split=split)
     try:
-        _execute(todo, store, pool, f"split {split + 1} of {n_splits(cfg)}", fp, peaks, cfg, stage)
+        _execute(todo, store, pool, f"split {split + 1} of {n_splits(cfg)}", fp, peaks, cfg)
         refs.store_into(store, {})
         store_ensembles(prep, cfg, store, done, cfg.study.split_seeds, split)
     finally:
         refs.close()
-        if pool is not None and stage is None:
+        if pool is not None:
             pool.shutdown(cancel_futures=True)
     return [sp.key(fp) for sp in todo]
+
+
+class _ResplitInFlight:
+    """A resplit on the study's shared local pool: its missing runs are handed to the pool (queued
+    behind the previous split's) and its references start fitting in a driver thread when built;
+    :meth:`finish` stores them all and the late ensembles. The next split is started before this
+    one finishes, so the workers never wait on a split's references or its last runs."""
+
+    def __init__(self, cfg: Config, prep: Prepared, split: int, store: RunStore, pool: ProcessPoolExecutor,
+                 stage: Path):
+        fp, self.done = cfg.fingerprint(), store.done_keys()
+        self.cfg, self.prep, self.split = cfg, prep, split
+        self.todo = [sp for sp in resplit_plan(cfg, prep.modalities, split) if sp.key(fp) not in self.done]
+        self.refs = References(prep, cfg, self.done, background=True, split=split)
+        self.futures = _submit(self.todo, pool, cfg, str(staged_path(stage, split))) if self.todo else {}
+        self.pool = pool
+
+    def finish(self, store: RunStore, peaks: dict) -> list[str]:
+        """Store this split's runs, references and late ensembles; return the keys of its runs."""
+        cfg, fp = self.cfg, self.cfg.fingerprint()
+        try:
+            _collect(self.futures, store, f"split {self.split + 1} of {n_splits(cfg)}", fp, peaks, self.pool)
+            self.refs.store_into(store, {})
+            store_ensembles(self.prep, cfg, store, self.done, cfg.study.split_seeds, self.split)
+        finally:
+            self.refs.close()
+        return [sp.key(fp) for sp in self.todo]
 
 
 def _split_ids(prep: Prepared, seed: int) -> dict:
@@ -323,22 +289,41 @@ def _run_resplits(cfg: Config, data: pd.DataFrame | None, store: RunStore, code:
     """Splits 1..K-1 (:func:`n_splits`), one after another, each split's data prepared (or loaded
     from ``stage``, where the forecast left it: ``protocol.staged_prepare``) by a driver thread
     while the one before trains; ``splits.json`` gets every split's seed and val/test row ids
-    (``split0``: the main split's). ``shared``: the study's local pool (see :func:`_train_resplit`).
+    (``split0``: the main split's). ``shared``: the study's local pool, which gets split k's runs
+    before split k-1's are stored (:class:`_ResplitInFlight`); else :func:`_train_resplit`.
     Returns ``(runs planned, runs attempted now, keys that failed)``."""
     planned, attempted, failed = 0, 0, set()
-    info, k_max = {"0": split0}, n_splits(cfg)
+    info, k_max, flying = {"0": split0}, n_splits(cfg), []
+
+    def land(done: _ResplitInFlight | None, keys: list[str] | None = None, k: int = 0) -> None:
+        nonlocal attempted, failed
+        if done is not None:
+            keys, k = done.finish(store, peaks), done.split
+            flying.remove(done)
+        staged_path(stage, k).unlink(missing_ok=True)
+        attempted += len(keys)
+        failed |= set(keys) - store.done_keys()
+
     with ThreadPoolExecutor(1, thread_name_prefix="prepare") as ahead:
         nxt = ahead.submit(staged_prepare, cfg, data, 1, stage) if k_max > 1 else None
-        for k in range(1, k_max):
-            prep = nxt.result()
-            nxt = ahead.submit(staged_prepare, cfg, data, k + 1, stage) if k + 1 < k_max else None
-            info[str(k)] = _split_ids(prep, cfg.split.seed + k)
-            planned += len(resplit_plan(cfg, prep.modalities, k))
-            keys = _train_resplit(cfg, prep, k, store, code, peaks, None if shared is None else (shared, stage))
-            staged_path(stage, k).unlink(missing_ok=True)
-            attempted += len(keys)
-            failed |= set(keys) - store.done_keys()
-            del prep
+        try:
+            for k in range(1, k_max):
+                prep = nxt.result()
+                nxt = ahead.submit(staged_prepare, cfg, data, k + 1, stage) if k + 1 < k_max else None
+                info[str(k)] = _split_ids(prep, cfg.split.seed + k)
+                planned += len(resplit_plan(cfg, prep.modalities, k))
+                if shared is None:
+                    land(None, _train_resplit(cfg, prep, k, store, code, peaks), k)
+                else:  # split k queued behind split k-1, whose runs and references are then stored
+                    flying.append(_ResplitInFlight(cfg, prep, k, store, shared, stage))
+                    if len(flying) > 1:
+                        land(flying[0])
+                del prep
+            while flying:
+                land(flying[0])
+        finally:
+            for f in flying:  # interrupted: no references' thread outlives the study
+                f.refs.close()
     (folder / "splits.json").write_text(json.dumps(info))
     return planned, attempted, failed
 
@@ -354,7 +339,7 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
     seconds and stores them in ``study.json``.
     """
     folder, fp = results_dir(cfg, out), cfg.fingerprint()
-    t_start, started = time.perf_counter(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    t_start, started = time.perf_counter(), dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     code = git_hash()  # the code the study starts with, recorded in every record it writes
     _WORKER["git"] = CODE["git"] = code
     log.info(f"study {cfg.dataset.name!r} profile {cfg.profile!r} -> {folder}")
@@ -372,10 +357,6 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
     stage_dir, pool, shared = tempfile.TemporaryDirectory(prefix="fusionstudy-stage-"), None, False
     stage = Path(stage_dir.name)
     try:
-        if cfg.study.forecast:  # before any fused model exists: the forecast's records predate what they predict
-            t0 = time.perf_counter()
-            run_forecasts(cfg, folder, data, prep, stage)
-            secs["forecast"] = time.perf_counter() - t0
         done = store.done_keys()
         parts = plan(cfg, prep.modalities)
         todo = {k: [sp for sp in v if sp.key(fp) not in done] for k, v in parts.items()}
@@ -386,9 +367,15 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
         pool, workers, threads = _open_pool(cfg, prep, suite, code, models, n_todo + len(re_keys))
         # a local pool lives through every split (its workers load each split's data from a file)
         shared = isinstance(pool, ProcessPoolExecutor)
-        # the references are fit by a driver thread while the workers train Parts 1, 2, 4 (the driver
-        # only waits on them); in-process training keeps them first, so its thread count never changes
+        # the references are fit by a driver thread while the workers fit the forecast and train
+        # Parts 1, 2, 4 (the driver only waits on them); in-process training keeps them after the
+        # forecast, so its thread count never changes
         refs = References(prep, cfg, done, background=pool is not None)
+        if cfg.study.forecast:  # before any fused model exists: the forecast's records predate what they predict
+            t0 = time.perf_counter()
+            submit = (lambda k, ws: pool.submit(_worker_forecast, k, ws, data, str(stage))) if shared else None
+            run_forecasts(cfg, folder, data, prep, stage, submit)
+            secs["forecast"] = time.perf_counter() - t0
         if pool is None:
             refs.store_into(store, secs)
         peaks: dict[int, float] = {}
@@ -430,7 +417,7 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
             "runs_trained": n_todo, "runs_planned": n_all,
             "peak_rss_mb_per_worker": sorted(round(v) for v in peaks.values()), "peak_rss_mb_driver": round(peak_rss_mb()),
             "part_seconds": {k: round(v, 1) for k, v in secs.items()},
-            "git": code, "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "git": code, "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "executor": cfg.train.executor, "splits": n_splits(cfg), "rules": rules_record(cfg, started),
             **({"runs_failed": len(failed)} if failed else {})}
     old = json.loads((folder / "study.json").read_text()) if (folder / "study.json").is_file() else {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -84,11 +85,23 @@ def predict_with_features(model: MultimodalModel, split: SplitData, known: dict[
     return proba / proba.sum(axis=1, keepdims=True)
 
 
+_PARAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _params_of(model: MultimodalModel) -> tuple[list[torch.nn.Parameter], dict[str, list[torch.nn.Parameter]]]:
+    """``(every parameter, {encoder name: its parameters})`` of ``model``, listed once per model:
+    walking the module tree costs ~0.4 ms, 5% of a training step of early fusion."""
+    got = _PARAMS.get(model)
+    if got is None:
+        got = _PARAMS[model] = (list(model.parameters()), {n: list(e.parameters()) for n, e in model.encoders.items()})
+    return got
+
+
 def _grad_norms(model: MultimodalModel) -> dict[str, float]:
     """L2 norm of each encoder's gradient (sparse gradients must be coalesced: one value per row)."""
     norms = {}
-    for name, enc in model.encoders.items():
-        grads = [p.grad._values() if p.grad.is_sparse else p.grad for p in enc.parameters() if p.grad is not None]
+    for name, params in _params_of(model)[1].items():
+        grads = [p.grad._values() if p.grad.is_sparse else p.grad for p in params if p.grad is not None]
         norms[name] = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
     return norms
 
@@ -110,7 +123,7 @@ def _step(model: MultimodalModel, opts: list, scheds: list, loss: torch.Tensor,
     for opt in opts:
         opt.zero_grad(set_to_none=True)
     loss.backward()
-    for p in model.parameters():  # one value per touched row: exact norms, cheap row updates
+    for p in _params_of(model)[0]:  # one value per touched row: exact norms, cheap row updates
         if p.grad is not None and p.grad.is_sparse:
             p.grad = coalesce_rows(p.grad)
     norms = _grad_norms(model)
@@ -163,9 +176,13 @@ def fit(model: MultimodalModel, train: SplitData, val: SplitData, cfg: TrainConf
         model.train()
         te, losses, gn = time.perf_counter(), [], {m: [] for m in model.modalities}
         perm = rng.permutation(len(train))
+        # one gather per epoch: each batch is a contiguous slice of the shuffled rows (the same
+        # values as gathering its rows, without a sparse row gather per step)
+        shuffled = None if batch_fn else train.subset(perm)
         for start in range(0, len(train), cfg.batch_size):
             idx = perm[start:start + cfg.batch_size]
-            inputs = to_inputs(batch_fn(train.subset(idx), rng)) if batch_fn else to_inputs(train, idx)
+            inputs = to_inputs(batch_fn(train.subset(idx), rng)) if batch_fn else \
+                to_inputs(shuffled, slice(start, start + cfg.batch_size))
             batch_losses, norms = [], dict.fromkeys(model.modalities, 0.0)
             for loss, coeffs in regime.losses(model, move(inputs), y_train[idx]):
                 for m, v in _step(model, opts, scheds, loss, None if coeffs is None else (coeffs, noise)).items():
