@@ -69,3 +69,11 @@ def test_report_stopwatch_takes_a_workers_own_seconds_and_times_the_rest_between
         log.removeHandler(watch)
     assert watch.laps[0] == ("/r/results/a/summary.csv and /r/results/a/experiments.md", 12.5)
     assert watch.laps[1][0] == "/r/postmortem.md" and 0.04 < watch.laps[1][1] < 5
+
+
+def test_a_resumed_study_is_not_compared_with_a_baseline():
+    from fusionstudy.analysis.tables import comparable
+    base = {"study": "clothing", "profile": "full", "runs_trained": 370}
+    meta = {"study": "clothing", "profile": "full", "runs_planned": 370}
+    assert comparable(meta, base) and not comparable({**meta, "invocations": 3}, base)
+    assert not comparable({**meta, "runs_planned": 235}, base)

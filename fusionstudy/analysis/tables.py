@@ -309,9 +309,10 @@ def baselines() -> dict[str, dict]:
 
 def comparable(meta: dict, baseline: dict) -> bool:
     """Whether a study (``study.json`` dict) is the one a baseline timed: same study name, profile
-    and number of planned runs (a subsample or another model list is a different study)."""
+    and number of planned runs (a subsample or another model list is a different study), trained in
+    one invocation (a resumed study's wall sums several runs, each with its own start-up and load)."""
     return ((baseline["study"], baseline["profile"], baseline["runs_trained"])
-            == (meta.get("study"), meta.get("profile"), meta.get("runs_planned")))
+            == (meta.get("study"), meta.get("profile"), meta.get("runs_planned"))) and meta.get("invocations", 1) == 1
 
 
 def baseline_ratios(meta: dict) -> list[dict]:
