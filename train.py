@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import fusionstudy
-from fusionstudy.cli import USER_ERRORS
+from fusionstudy.cli import INTERRUPTED, USER_ERRORS, override
 from fusionstudy.records import failure_note
 from fusionstudy.report.write import write_all, write_reports
 
@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run both studies (resuming stored runs), then rebuild the reports for the full profile."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="full", help="a bundled profile: full (default) or quick")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override (repeatable)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", type=override,
+                    help="override (repeatable)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     suffix = "" if args.profile == "full" else f"-{args.profile}"
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
             raise RuntimeError("; ".join(failed))
     except USER_ERRORS as e:
         raise SystemExit(f"train.py: error: {e}") from None
+    except KeyboardInterrupt:
+        print("interrupted: every finished run is stored; rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@
     fusionstudy list                                  # bundled profiles and dataset specs
 
 Errors are one line on stderr: exit code 2 for a usage error, 1 for a data or study error (also a
-study in which a planned run failed: its results and report are written, the line says what failed).
+study in which a planned run failed: its results and report are written, the line says what failed),
+130 when interrupted (Ctrl-C or SIGTERM; every finished run is stored, the same command resumes).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from fusionstudy.config import load_config
+from fusionstudy.config import load_config, parse_override
 
 log = logging.getLogger("fusionstudy")
 # what a study or a command may raise for a user's mistake: bad data or spec, a missing optional
@@ -164,11 +165,22 @@ def _list(args: argparse.Namespace) -> None:
           f"bundled sources: {', '.join(PREFIX + n for n in BUNDLED)}\ncache: {cache_root()}")
 
 
+def override(text: str) -> str:
+    """An argparse ``type`` for ``--set``: ``text`` if it looks like ``section.key=value`` (kept as
+    text; values are parsed and checked when the config loads), else an ``ArgumentTypeError`` (a
+    usage error: exit code 2)."""
+    try:
+        parse_override(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _study_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="clothing", help="a bundled dataset name (see `fusionstudy list`), a TOML "
                    "spec, or a Multimodal-Toolkit folder (train.csv, val.csv (optional), test.csv, column_info.json)")
     p.add_argument("--profile", default="full", help="a bundled profile (full, quick, ...) or a TOML file")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", type=override,
                    help="override one config value (repeatable)")
 
 
@@ -239,6 +251,9 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+INTERRUPTED = 130  # exit code of an interrupted command: 128 + SIGINT, as a shell reports Ctrl-C
+
+
 def _terminated(signum, frame) -> None:
     """SIGTERM handler: raise KeyboardInterrupt in the main thread, so the study's ``finally``
     blocks shut its worker pool down (the run in progress finishes or is cancelled; every finished
@@ -259,7 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     except USER_ERRORS as e:
         raise SystemExit(f"fusionstudy {args.command}: error: {e}") from None  # exit code 1
     except KeyboardInterrupt:
-        raise SystemExit("interrupted: every finished run is stored; rerun the same command to resume") from None
+        print("interrupted: every finished run is stored; rerun the same command to resume", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None
 
 
 if __name__ == "__main__":

@@ -110,3 +110,24 @@ def _small_config(tmp_path):
     cfg.study.models, cfg.study.moddrop_models, cfg.study.imbalance_models = ["tabular_only"], [], []
     cfg.study.references, cfg.study.robustness = False, False
     return cfg
+
+
+@pytest.mark.parametrize("argv", [["run", "--set", "train.lr"], ["forecast", "--set", "lr=0.1"]])
+def test_a_malformed_set_is_a_usage_error_with_exit_code_2(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    assert "must look like section.key=value" in capsys.readouterr().err
+
+
+def test_an_interrupted_command_exits_130_with_one_line(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run", interrupted)
+    monkeypatch.setattr(cli.signal, "signal", lambda *a: None)  # leave the test runner's SIGTERM alone
+    with pytest.raises(SystemExit) as e:
+        cli.main(["-q", "run", "--out", "unused"])
+    assert e.value.code == cli.INTERRUPTED == 130
+    assert capsys.readouterr().err.strip() == ("interrupted: every finished run is stored; rerun the same command "
+                                               "to resume")

@@ -241,14 +241,25 @@ def _train_resplit(cfg: Config, prep: Prepared, split: int, store: RunStore, cod
     pool, _, _ = _open_pool(cfg, prep, [], code, None, len(todo))
     refs = References(prep, cfg, done, background=pool is not None, split=split)
     try:
-        _execute(todo, store, pool, f"split {split + 1} of {n_splits(cfg)}", fp, peaks, cfg)
+        _store_split(cfg, prep, split, store, done, refs,
+                     lambda desc: _execute(todo, store, pool, desc, fp, peaks, cfg))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return [sp.key(fp) for sp in todo]
+
+
+def _store_split(cfg: Config, prep: Prepared, split: int, store: RunStore, done: set[str], refs: References,
+                 train: Callable[[str], None]) -> None:
+    """A resplit's ending, whichever way its runs train: ``train(progress label)`` stores its runs,
+    then its references (``refs``, fitting since the split began) and its post-hoc late ensembles
+    are stored; the references' thread is closed on the way out, also on error or interrupt."""
+    try:
+        train(f"split {split + 1} of {n_splits(cfg)}")
         refs.store_into(store, {})
         store_ensembles(prep, cfg, store, done, cfg.study.split_seeds, split)
     finally:
         refs.close()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    return [sp.key(fp) for sp in todo]
 
 
 class _ResplitInFlight:
@@ -268,13 +279,9 @@ class _ResplitInFlight:
 
     def finish(self, store: RunStore, peaks: dict) -> list[str]:
         """Store this split's runs, references and late ensembles; return the keys of its runs."""
-        cfg, fp = self.cfg, self.cfg.fingerprint()
-        try:
-            _collect(self.futures, store, f"split {self.split + 1} of {n_splits(cfg)}", fp, peaks, self.pool)
-            self.refs.store_into(store, {})
-            store_ensembles(self.prep, cfg, store, self.done, cfg.study.split_seeds, self.split)
-        finally:
-            self.refs.close()
+        fp = self.cfg.fingerprint()
+        _store_split(self.cfg, self.prep, self.split, store, self.done, self.refs,
+                     lambda desc: _collect(self.futures, store, desc, fp, peaks, self.pool))
         return [sp.key(fp) for sp in self.todo]
 
 
