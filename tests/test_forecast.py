@@ -178,3 +178,23 @@ def test_part5_points_get_a_forecast_only_when_the_study_trains_part5(tmp_path):
     assert situations(cfg, ("tabular", "text")) == clean + [(0, ("subsample", "tabular", 0.5)), (0, ("subsample", "text", 0.5))]
     cfg.study.imbalance_models = []  # the no-Rating contrast: no Part 5 run measures a weakened forecast
     assert situations(cfg, ("tabular", "text")) == clean
+
+
+def test_a_design_study_is_never_held_out_even_when_retrained_with_its_forecast_first():
+    from types import SimpleNamespace
+
+    from fusionstudy.records import StudyResults
+    from fusionstudy.report.forecast import DESIGN_STUDIES, held_out
+
+    def study(name, forecast_time, fused_time):
+        fused = SimpleNamespace(kind="fusion", time=fused_time)
+        forecast = SimpleNamespace(created=forecast_time)
+        return StudyResults(None, [fused], [], {}, {}, {"study": name}, forecasts=[forecast])
+
+    assert "clothing" in DESIGN_STUDIES
+    first, later = "2026-12-07T20:06:44+00:00", "2026-12-07T20:07:34+00:00"
+    assert not held_out(study("clothing", first, later))  # forecast first, yet the predictor was designed on it
+    assert held_out(study("faa_strikes", first, later))
+    assert not held_out(study("faa_strikes", later, first))  # forecast after a fused result
+    assert not held_out(StudyResults(None, [SimpleNamespace(kind="fusion", time=later)], [], {}, {},
+                                     {"study": "faa_strikes"}))  # no forecast stored

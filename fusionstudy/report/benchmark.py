@@ -21,7 +21,7 @@ from fusionstudy.analysis.verdicts import removal_table
 from fusionstudy.records import StudyResults, load_study
 from fusionstudy.report.experiments import summary_of
 from fusionstudy.report.figures import figure_benchmark
-from fusionstudy.report.forecast import forecast_facts, forecast_text
+from fusionstudy.report.forecast import DESIGN_STUDIES, forecast_facts, forecast_text
 from fusionstudy.report.formats import fmt_d, fmt_iv, md_table
 from fusionstudy.report.pooled import pooled_estimate, primary_facts
 
@@ -161,7 +161,9 @@ def render_benchmark(folders: list[Path], dest: Path) -> str:
     planted = [r for r in rows if r["truth"] is not None]
     planted_ok = sum(r["verdict"] == r["truth"] for r in planted)
     order = "\n".join(f"- `{r['study']}`: forecasts made by commit {r['forecast_git'] or 'n/a'} at {r['forecast_time'] or 'n/a'}; "
-                      f"first fused run trained at {r['first_fused_time'] or 'n/a'}" for r in rows)
+                      f"first fused run trained at {r['first_fused_time'] or 'n/a'}"
+                      + (" (a design study: the predictor was chosen after its earlier results had been seen)"
+                         if r["study"] in DESIGN_STUDIES else "") for r in rows)
     lines = [
         "# Benchmark: is the second modality worth it, dataset by dataset",
         "",
