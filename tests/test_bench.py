@@ -19,6 +19,8 @@ def test_part_table_counts_rates_and_ratios_to_a_baseline(tmp_path):
     assert t.loc["total", "ratio"] == pytest.approx(0.25)
     assert t.loc["main", "ratio"] == pytest.approx(0.5) and t.loc["part5", "ratio"] == pytest.approx(0.25)
     assert np.isnan(t.loc["reference", "ratio"])  # no baseline figure for it
+    scaled = part_table({**_meta(), "part_seconds": {"scaling": 0.1}}, [], {**base, "part_seconds": {"scaling": 0.0}})
+    assert np.isnan(scaled.set_index("part").loc["scaling", "ratio"])  # a 0.0 s baseline part: no ratio, not inf
     cells = bench_cells(t.reset_index())
     assert list(cells.columns)[-1] == "ratio to baseline"
     assert cells["ratio to baseline"].iloc[-1] == "x0.25" and cells["ratio to baseline"].iloc[1] == "—"

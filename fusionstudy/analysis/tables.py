@@ -342,5 +342,6 @@ def part_table(meta: dict, runs: list[RunRecord], baseline: dict | None = None) 
                  "models_per_s": meta["runs_trained"] / meta["wall_seconds"] if meta["wall_seconds"] else np.nan,
                  "samples_per_s": np.nan, "baseline_wall_s": (baseline or {}).get("wall_seconds", np.nan)})
     out = pd.DataFrame(rows)
-    out["ratio"] = out.wall_s / out.baseline_wall_s
+    # a part the baseline timed at 0.0 s (stored to 0.1 s) has no ratio, not an infinite one
+    out["ratio"] = out.wall_s / out.baseline_wall_s.where(out.baseline_wall_s > 0)
     return out if baseline else out.drop(columns=["baseline_wall_s", "ratio"])
