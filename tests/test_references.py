@@ -210,3 +210,23 @@ def test_every_reference_is_bit_reproducible_whatever_the_callers_thread_count(s
     for name in REFERENCES:
         for s in ("val", "test"):
             assert np.array_equal(fits[0][name][s], fits[1][name][s]), f"{name} {s} differs between thread counts"
+
+
+def test_the_text_regression_is_fit_once_per_split_and_every_seed_gets_what_it_would_alone(synth_prep, monkeypatch):
+    from fusionstudy.study.comparators import reference_runs
+
+    from fusionstudy.records import PredictionRecord
+
+    prep = synth_prep[1]
+    cfg = synthetic_config()
+    cfg.study.seeds = [0, 1, 2]
+    alone = {(r.name, seed): r for seed in cfg.study.seeds for r in fit_references(prep, seed=seed)}
+    calls = []
+    fit_text = REFERENCES["ref_tfidf_logreg"]
+    monkeypatch.setitem(REFERENCES, "ref_tfidf_logreg", lambda *a, **k: calls.append(1) or fit_text(*a, **k))
+    runs = reference_runs(prep, cfg)
+    assert len(calls) == 1  # seeds 1 and 2 reuse seed 0's fit inside late averaging and stacking
+    assert len(runs) == len(REFERENCES) + 2 * len(references.SEEDED)
+    for rec, pred in runs:
+        expected = PredictionRecord.of(rec.run_key, alone[(rec.model, rec.seed)].proba)
+        assert (pred.val, pred.test) == (expected.val, expected.test)  # the reused fit is the same lbfgs fit

@@ -42,14 +42,18 @@ def reference_runs(prep: Prepared, cfg: Config, skip: set[str] = frozenset(),
     """Classical references on the same split (``study.references``): the unimodal ones and the
     classical early, late and stacked fusions the data's modalities allow; each one record. The
     seed-dependent ones (``references.SEEDED``) are fit once per seed of the split (``study.seeds``
-    on split 0, ``study.split_seeds`` on the others), the others once."""
-    fp, out = cfg.fingerprint(), []
+    on split 0, ``study.split_seeds`` on the others), the others once (and reused as components of
+    the later seeds' late averaging and stacking: same predictions, and their ``seconds`` still
+    include the component's fit)."""
+    fp, out, unseeded = cfg.fingerprint(), [], {}
     for i, seed in enumerate(cfg.study.seeds if split == 0 else cfg.study.split_seeds):
         names = [n for n in REFERENCES if (i == 0 or n in SEEDED) and run_key(n, seed, fp, split) not in skip]
+        fitted = dict(unseeded)  # a seed-free component (the text logistic regression) is fit once per split
         # one thread: the fits are mostly single-threaded lbfgs, and HistGradientBoosting's OpenMP threads
         # spin-wait to a crawl when another process holds a core (seen: 285 s instead of 18 s under load)
         with threadpool_limits(1):
-            refs = fit_references(prep, names, seed=seed) if names else []
+            refs = fit_references(prep, names, seed=seed, fitted=fitted) if names else []
+        unseeded.update({n: r for n, r in fitted.items() if n not in SEEDED})
         for ref in refs:
             key = run_key(ref.name, seed, fp, split)
             rec = make_record(cfg, key, ref.name, "reference", ref.modalities, ref.fusion, "reference", seed,

@@ -285,12 +285,15 @@ REQUIRES: dict[str, tuple[str, ...]] = {
 SEEDED = ("ref_hist_gbdt", "ref_late_avg", "ref_stack_gbdt")
 
 
-def fit_references(prep: Prepared, names: list[str] | None = None, seed: int = 0) -> list[Reference]:
+def fit_references(prep: Prepared, names: list[str] | None = None, seed: int = 0,
+                   fitted: dict[str, Reference] | None = None) -> list[Reference]:
     """Fit the references ``names`` (default: all) that the data's modalities allow.
 
     Text-only data gets ``ref_tfidf_logreg`` alone, tabular-only data ``ref_hist_gbdt`` alone;
     a name whose modalities are absent is skipped. Components are fit once and shared (late
     averaging reuses both unimodal references, stacking the text one), also when not requested.
+    ``fitted`` (updated in place) holds references already fit on ``prep``: pass those not in
+    :data:`SEEDED` from an earlier seed to reuse them (their fit does not depend on the seed).
 
     Returns
     -------
@@ -306,7 +309,7 @@ def fit_references(prep: Prepared, names: list[str] | None = None, seed: int = 0
         raise ValueError(f"unknown reference(s) {unknown}; use some of {list(REFERENCES)}")
     wanted = [n for n in REFERENCES if (names is None or n in names)
               and set(REQUIRES[n]) <= set(prep.modalities)]
-    fitted: dict[str, Reference] = {}
+    fitted = {} if fitted is None else fitted
     return [_get(n, prep, seed, fitted) for n in wanted]
 
 
