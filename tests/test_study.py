@@ -183,6 +183,31 @@ def test_a_run_that_raises_is_recorded_as_failed_the_others_complete_and_a_rerun
     assert key in store.done_keys() and "runs_failed" not in json.loads((folder / "study.json").read_text())
 
 
+def test_a_rerun_prepares_only_the_splits_with_something_left_to_train(tmp_path, monkeypatch):
+    csv = tmp_path / "toy.csv"
+    synthetic_frame(500).to_csv(csv, index=False)
+    cfg = synthetic_config()
+    cfg.dataset.source = str(csv)
+    cfg.study.models, cfg.study.seeds, cfg.study.split_seeds = ["text_only", "tabular_only", "early_concat"], [0], [0]
+    cfg.study.moddrop_models, cfg.study.imbalance_models, cfg.study.remedies = [], [], []
+    cfg.study.splits, cfg.study.robustness, cfg.study.forecast = 3, False, False
+    cfg.train.max_epochs, cfg.train.workers = 1, 1
+    folder = run_study(cfg, str(tmp_path / "res"))
+    splits_json, stored = (folder / "splits.json").read_text(), RunStore(folder).records()
+    prepared = []
+    real = study.staged_prepare
+    monkeypatch.setattr(study, "staged_prepare", lambda c, d, k, st: prepared.append(k) or real(c, d, k, st))
+    run_study(cfg, str(folder))  # every run of every split is stored: no split's data is prepared again
+    assert prepared == [] and (folder / "splits.json").read_text() == splits_json
+    lines = (folder / "runs.jsonl").read_text().splitlines()
+    lost = next(i for i, line in enumerate(lines) if '"model": "ref_stack_gbdt"' in line and '"split": 2' in line)
+    (folder / "runs.jsonl").write_text("\n".join(lines[:lost] + lines[lost + 1:]) + "\n")
+    run_study(cfg, str(folder))  # split 2 lost a reference: that split alone is prepared, and the reference refit
+    assert prepared == [2] and (folder / "splits.json").read_text() == splits_json
+    again = {r.run_key: r.metrics for r in RunStore(folder).records()}
+    assert again == {r.run_key: r.metrics for r in stored}
+
+
 @pytest.mark.slow
 def test_one_worker_pool_serves_every_split_with_the_in_process_results(tmp_path):
     """The local pool lives through all splits (workers load each resplit's data from a staged

@@ -11,7 +11,7 @@ from fusionstudy.config import Config
 from fusionstudy.data.prepare import Prepared
 from fusionstudy.records import PredictionRecord, RunRecord, RunStore, run_key
 from fusionstudy.study.provenance import make_record
-from fusionstudy.study.references import REFERENCES, SEEDED, fit_references, late_average
+from fusionstudy.study.references import REFERENCES, REQUIRES, SEEDED, fit_references, late_average
 
 
 def late_ensemble(prep: Prepared, cfg: Config, store: RunStore, seed: int,
@@ -37,6 +37,18 @@ def late_ensemble(prep: Prepared, cfg: Config, store: RunStore, seed: int,
     return rec, PredictionRecord.of(key, probas)
 
 
+def planned_references(cfg: Config, modalities: tuple[str, ...], split: int = 0) -> list[tuple[str, int]]:
+    """``(name, seed)`` of every reference run split ``split`` stores (:func:`reference_runs`): each
+    reference the modalities allow at the split's first seed, the seed-dependent ones
+    (``references.SEEDED``) at every seed (``study.seeds`` on split 0, ``study.split_seeds`` on the
+    others); none when ``study.references`` is off."""
+    if not cfg.study.references:
+        return []
+    seeds = cfg.study.seeds if split == 0 else cfg.study.split_seeds
+    return [(n, seed) for i, seed in enumerate(seeds) for n in REFERENCES
+            if (i == 0 or n in SEEDED) and set(REQUIRES[n]) <= set(modalities)]
+
+
 def reference_runs(prep: Prepared, cfg: Config, skip: set[str] = frozenset(),
                    split: int = 0) -> list[tuple[RunRecord, PredictionRecord]]:
     """Classical references on the same split (``study.references``): the unimodal ones and the
@@ -46,8 +58,9 @@ def reference_runs(prep: Prepared, cfg: Config, skip: set[str] = frozenset(),
     the later seeds' late averaging and stacking: same predictions, and their ``seconds`` still
     include the component's fit)."""
     fp, out, unseeded = cfg.fingerprint(), [], {}
-    for i, seed in enumerate(cfg.study.seeds if split == 0 else cfg.study.split_seeds):
-        names = [n for n in REFERENCES if (i == 0 or n in SEEDED) and run_key(n, seed, fp, split) not in skip]
+    planned = planned_references(cfg, prep.modalities, split)
+    for seed in cfg.study.seeds if split == 0 else cfg.study.split_seeds:
+        names = [n for n, s in planned if s == seed and run_key(n, seed, fp, split) not in skip]
         fitted = dict(unseeded)  # a seed-free component (the text logistic regression) is fit once per split
         # one thread: the fits are mostly single-threaded lbfgs, and HistGradientBoosting's OpenMP threads
         # spin-wait to a crawl when another process holds a core (seen: 285 s instead of 18 s under load)

@@ -42,8 +42,14 @@ from fusionstudy.data.perturb import weakened
 from fusionstudy.data.prepare import Prepared, prepare
 from fusionstudy.locations import default_results
 from fusionstudy.models.fusion import parameter_scaling
-from fusionstudy.records import FailureRecord, RunStore
-from fusionstudy.study.comparators import References, late_ensemble, reference_runs, store_ensembles  # noqa: F401
+from fusionstudy.records import FailureRecord, RunStore, run_key
+from fusionstudy.study.comparators import (  # noqa: F401 (re-exported)
+    References,
+    late_ensemble,
+    planned_references,
+    reference_runs,
+    store_ensembles,
+)
 from fusionstudy.study.executors import RayPool, describe_failure, threads_per_run
 from fusionstudy.study.forecast import forecast_split, run_forecasts
 from fusionstudy.study.protocol import (  # noqa: F401 (re-exported)
@@ -290,17 +296,40 @@ def _split_ids(prep: Prepared, seed: int) -> dict:
     return {"seed": seed, **{f"{s}_ids": prep.splits[s].row_ids.tolist() for s in ("val", "test")}}
 
 
+def _split_stored(cfg: Config, modalities: tuple[str, ...], k: int, done: set[str], ids: dict) -> bool:
+    """Whether resplit ``k`` needs nothing: its row ids are in ``ids`` (``splits.json``, drawn with
+    this seed) and every run it plans is in ``done``: the models (:func:`resplit_plan`), the
+    references (:func:`comparators.planned_references`) and, with two modalities, the late ensembles.
+    Then its data need not be prepared (~5 s a split); anything missing and it is (a study whose
+    ensembles cannot be made just always prepares)."""
+    fp = cfg.fingerprint()
+    keys = [sp.key(fp) for sp in resplit_plan(cfg, modalities, k)]
+    keys += [run_key(n, seed, fp, k) for n, seed in planned_references(cfg, modalities, k)]
+    keys += [run_key("late_ensemble", seed, fp, k) for seed in cfg.study.split_seeds] if len(modalities) > 1 else []
+    return ids.get(str(k), {}).get("seed") == cfg.split.seed + k and set(keys) <= done
+
+
 def _run_resplits(cfg: Config, data: pd.DataFrame | None, store: RunStore, code: str, peaks: dict,
-                  folder: Path, split0: dict, stage: Path, shared: ProcessPoolExecutor | None = None
-                  ) -> tuple[int, int, set[str]]:
+                  folder: Path, split0: dict, stage: Path, shared: ProcessPoolExecutor | None = None,
+                  modalities: tuple[str, ...] = ()) -> tuple[int, int, set[str]]:
     """Splits 1..K-1 (:func:`n_splits`), one after another, each split's data prepared (or loaded
     from ``stage``, where the forecast left it: ``protocol.staged_prepare``) by a driver thread
     while the one before trains; ``splits.json`` gets every split's seed and val/test row ids
     (``split0``: the main split's). ``shared``: the study's local pool, which gets split k's runs
-    before split k-1's are stored (:class:`_ResplitInFlight`); else :func:`_train_resplit`.
-    Returns ``(runs planned, runs attempted now, keys that failed)``."""
+    before split k-1's are stored (:class:`_ResplitInFlight`); else :func:`_train_resplit`. A split
+    whose every run is stored is not prepared again (:func:`_split_stored`; ``modalities``: split
+    0's). Returns ``(runs planned, runs attempted now, keys that failed)``."""
     planned, attempted, failed = 0, 0, set()
     info, k_max, flying = {"0": split0}, n_splits(cfg), []
+    old = json.loads((folder / "splits.json").read_text()) if (folder / "splits.json").is_file() else {}
+    done = store.done_keys()
+    ks = []
+    for k in range(1, k_max):
+        if modalities and _split_stored(cfg, modalities, k, done, old):
+            info[str(k)] = old[str(k)]
+            planned += len(resplit_plan(cfg, modalities, k))
+        else:
+            ks.append(k)
 
     def land(done: _ResplitInFlight | None, keys: list[str] | None = None, k: int = 0) -> None:
         nonlocal attempted, failed
@@ -312,11 +341,11 @@ def _run_resplits(cfg: Config, data: pd.DataFrame | None, store: RunStore, code:
         failed |= set(keys) - store.done_keys()
 
     with ThreadPoolExecutor(1, thread_name_prefix="prepare") as ahead:
-        nxt = ahead.submit(staged_prepare, cfg, data, 1, stage) if k_max > 1 else None
+        nxt = ahead.submit(staged_prepare, cfg, data, ks[0], stage) if ks else None
         try:
-            for k in range(1, k_max):
+            for i, k in enumerate(ks):
                 prep = nxt.result()
-                nxt = ahead.submit(staged_prepare, cfg, data, k + 1, stage) if k + 1 < k_max else None
+                nxt = ahead.submit(staged_prepare, cfg, data, ks[i + 1], stage) if i + 1 < len(ks) else None
                 info[str(k)] = _split_ids(prep, cfg.split.seed + k)
                 planned += len(resplit_plan(cfg, prep.modalities, k))
                 if shared is None:
@@ -331,7 +360,7 @@ def _run_resplits(cfg: Config, data: pd.DataFrame | None, store: RunStore, code:
         finally:
             for f in flying:  # interrupted: no references' thread outlives the study
                 f.refs.close()
-    (folder / "splits.json").write_text(json.dumps(info))
+    (folder / "splits.json").write_text(json.dumps({str(k): info[str(k)] for k in range(k_max)}))
     return planned, attempted, failed
 
 
@@ -403,7 +432,7 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
         del prep, suite  # the resplits hold one split's data at a time
         t0 = time.perf_counter()
         re_planned, re_todo, re_failed = _run_resplits(cfg, data, store, code, peaks, folder, split0, stage,
-                                                       pool if shared else None)
+                                                       pool if shared else None, modalities)
         secs["resplits"] = time.perf_counter() - t0
     finally:
         if shared:
