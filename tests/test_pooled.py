@@ -129,3 +129,25 @@ def test_pooled_verdict_recovers_the_planted_truth(tmp_path):
     res = _pooled_study(tmp_path / "txt", "text_only_signal", 5000, 5)
     out = fused_vs_unimodal(res, "early_concat", 0.02)
     assert out["binding"] == "text_only" and out["verdict"] == EQUIVALENT, out
+
+
+def test_decisions_at_each_seeds_validation_threshold_carry_their_seed_range():
+    from fusionstudy.analysis.pooled import decisions_at_val_threshold
+    from fusionstudy.records import PredictionRecord, RunRecord, StudyResults
+
+    y = np.array([0, 0, 1, 1, 1, 1])  # class 0 is the minority
+    scores = {0: [0.1, 0.2, 0.8, 0.9, 0.7, 0.6],  # separable: every threshold F1 picks recalls all of class 0
+              1: [0.1, 0.65, 0.8, 0.9, 0.7, 0.6]}  # one class-0 row scored above two class-1 rows
+    runs, preds = [], {}
+    for seed, p in scores.items():
+        key = f"m|seed={seed}"
+        runs.append(RunRecord(run_key=key, study="s", model="m", kind="unimodal", modalities=["text"],
+                              fusion="early_concat", part="part1", seed=seed, config_fp="fp", config={},
+                              git="g", time="t", metrics={}, params={}))
+        preds[key] = PredictionRecord.of(key, {s: np.column_stack([1 - np.array(p), p]) for s in ("val", "test")})
+    split = {"classes": ["0", "1"], "y_val": y.tolist(), "y_test": y.tolist()}
+    d = decisions_at_val_threshold(StudyResults(None, runs, [], preds, split, {"study": "s"}), "m")
+    # seed 0 recalls both minority rows; seed 1's F1-optimal threshold is 0.6 (F1 8/9; 0.7 gives
+    # 6/7), which calls the 0.65 class-0 row positive: minority recall 1/2
+    assert (d["minority_recall_min"], d["minority_recall_max"], d["minority_recall"]) == (0.5, 1.0, 0.75)
+    assert (d["balanced_accuracy_min"], d["balanced_accuracy_max"]) == (0.75, 1.0)

@@ -59,7 +59,11 @@ def test_limits_name_the_datasets_and_encoder_actually_run():
 
 COSTS = {"vs": "text_only", "ece_uni": 0.02, "ece_fused": 0.03, "f1_uni": 0.9, "f1_fused": 0.91, "rec_uni": 0.7,
          "rec_fused": 0.72, "bal_uni": 0.8, "bal_fused": 0.81, "params_uni": 10, "params_fused": 20, "secs_uni": 1.0,
-         "secs_fused": 2.0}
+         "secs_fused": 2.0,
+         "uni": {"minority_recall_min": 0.6, "minority_recall_max": 0.8, "balanced_accuracy_min": 0.75,
+                 "balanced_accuracy_max": 0.85},
+         "fused": {"minority_recall_min": 0.71, "minority_recall_max": 0.73, "balanced_accuracy_min": 0.8,
+                   "balanced_accuracy_max": 0.82}}
 
 
 def test_multi_class_costs_have_no_threshold_metrics():
@@ -68,7 +72,8 @@ def test_multi_class_costs_have_no_threshold_metrics():
     assert "minority-class recall 0." not in costs and "F1 0." not in costs and "balanced accuracy 0." not in costs
     assert "multi-class labels: no single decision threshold" in costs and "ECE 0.0200 → 0.0300" in costs
     binary = _render(costs={**COSTS, "binary": True}).split("Fusion's costs")[1].split("\n")[0]
-    assert "F1 0.9000 → 0.9100; minority-class recall 0.7000 → 0.7200" in binary
+    assert ("F1 0.9000 → 0.9100; minority-class recall 0.7000 (seeds 0.6000–0.8000) → 0.7200 (0.7100–0.7300); "
+            "balanced accuracy 0.8000 (0.7500–0.8500) → 0.8100 (0.8000–0.8200)") in binary
 
 
 def test_majority_class_is_the_most_frequent_class_and_threshold_0_5_only_for_two_classes():

@@ -165,9 +165,12 @@ def decisions_at_val_threshold(res: StudyResults, model: str) -> dict[str, float
     """Seed means of test F1, balanced accuracy and minority-class recall of ``model`` (binary,
     main split) at the threshold that maximises F1 on its own validation predictions — the
     decision a user would deploy; 0.5 is arbitrary for a model whose scores are not calibrated
-    to the costs. NaN for multi-class labels or a model without stored predictions."""
+    to the costs. ``<metric>_min`` / ``<metric>_max``: the range over seeds (each seed picks its own
+    threshold, which can move far for a small change in the scores). NaN for multi-class labels or
+    a model without stored predictions."""
+    keys = ("f1", "balanced_accuracy", "minority_recall")
     if len(res.split["classes"]) != 2:
-        return {"f1": float("nan"), "balanced_accuracy": float("nan"), "minority_recall": float("nan")}
+        return {f"{k}{e}": float("nan") for k in keys for e in ("", "_min", "_max")}
     y_val, y_test = np.asarray(res.split["y_val"]), np.asarray(res.split["y_test"])
     minority = int(np.argmin(np.bincount(y_test, minlength=2)))
     out = []
@@ -180,5 +183,6 @@ def decisions_at_val_threshold(res: StudyResults, model: str) -> dict[str, float
         out.append({"f1": 2 * tp / max(1, np.sum(pred == 1) + np.sum(y_test == 1)),
                     "balanced_accuracy": np.mean([np.mean(pred[y_test == c] == c) for c in (0, 1)]),
                     "minority_recall": np.mean(pred[y_test == minority] == minority)})
-    keys = ("f1", "balanced_accuracy", "minority_recall")
-    return {k: float(np.mean([o[k] for o in out])) if out else float("nan") for k in keys}
+    nan = float("nan")
+    return {f"{k}{e}": float(f([o[k] for o in out])) if out else nan
+            for k in keys for e, f in (("", np.mean), ("_min", np.min), ("_max", np.max))}

@@ -161,7 +161,7 @@ def render_benchmark(folders: list[Path], dest: Path) -> str:
     planted = [r for r in rows if r["truth"] is not None]
     planted_ok = sum(r["verdict"] == r["truth"] for r in planted)
     order = "\n".join(f"- `{r['study']}`: forecasts made by commit {r['forecast_git'] or 'n/a'} at {r['forecast_time'] or 'n/a'}; "
-                      f"first fused run trained at {r['first_fused_time'] or 'n/a'}"
+                      f"earliest stored fused run trained at {r['first_fused_time'] or 'n/a'}"
                       + (" (a design study: the predictor was chosen after its earlier results had been seen)"
                          if r["study"] in DESIGN_STUDIES else "") for r in rows)
     lines = [
@@ -171,7 +171,7 @@ def render_benchmark(folders: list[Path], dest: Path) -> str:
         "is judged the same way: repeated random splits pooled with the Nadeau–Bengio corrected interval, early fusion",
         "against *every* unimodal candidate (neural and classical; intersection–union rule, margin "
         f"{margin}), removal with the modality unknown (conditional), and the before-fusion forecast (docs/forecast.md);",
-        "the last section says, per study, whether its forecasts were stored before its first fused run. Pooled test",
+        "the last section says, per study, whether its forecasts were stored before its earliest stored fused run. Pooled test",
         "ROC-AUC is the mean of per-split seed means.",
         "",
         "## Per study",

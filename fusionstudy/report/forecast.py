@@ -183,10 +183,10 @@ def forecast_text(q6: dict) -> str:
     goal = ("met" if held.get("n") and held["rate"] >= 0.9 and held["hits"] > held["constant"] and held["r"] >= 0.8
             else "not met")
     return ("\n\n".join(f"- {o}" for o in out) + "\n\n" +
-            "Held-out studies are those whose forecasts were stored before their first fused run (the records' "
+            "Held-out studies are those whose forecasts were stored before their earliest stored fused run (the records' "
             "timestamps), other than the design studies: the predictor was chosen on "
             f"{', '.join(f'`{d}`' for d in DESIGN_STUDIES)} after their results existed (marked † in the table; they "
-            f"stay design studies when retrained).{brier} The target set for the forecast before any held-out result existed (hit rate ≥ 90% and "
+            f"stay design studies when retrained).{brier} The target the project's issue 19 set for the forecast (hit rate ≥ 90% and "
             f"above the constant, r ≥ 0.8), on the held-out situations: {goal}. Situations of one study share rows and models, hence the study-clustered intervals; a "
             "measured label whose lower bound sits near the margin is a low-power call, and a binary hit counts an "
             "\"equivalent\" forecast against a measured \"hurts\" as a match.")

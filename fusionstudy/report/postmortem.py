@@ -116,7 +116,7 @@ def _costs(res: StudyResults, s: pd.DataFrame, vs: str | None) -> dict | None:
     du, df = decisions_at_val_threshold(res, vs), decisions_at_val_threshold(res, "early_concat")
     return {"vs": vs, "binary": len(res.split["classes"]) == 2, "ece_uni": u.test_ece_mean, "ece_fused": f.test_ece_mean, "rec_uni": du["minority_recall"],
             "rec_fused": df["minority_recall"], "bal_uni": du["balanced_accuracy"], "bal_fused": df["balanced_accuracy"],
-            "f1_uni": du["f1"], "f1_fused": df["f1"], "params_uni": u.params_total, "params_fused": int(f.params_total),
+            "f1_uni": du["f1"], "f1_fused": df["f1"], "uni": du, "fused": df, "params_uni": u.params_total, "params_fused": int(f.params_total),
             "secs_uni": u.train_seconds_mean, "secs_fused": f.train_seconds_mean}
 
 
