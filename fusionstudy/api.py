@@ -59,7 +59,7 @@ def run_study(cfg: Config, data: pd.DataFrame | str | Path | None = None, out: s
         out = results_dir(cfg, None)
     folder, existed = Path(out).resolve(), Path(out).exists()
     try:  # the lock comes first, so a second writer stops at once, not after loading the training stack
-        with writer_lock(folder, "fusionstudy run", hint="pass a writable folder as --out"):
+        with writer_lock(folder, "fusionstudy run", hint="pass a writable folder (--out; out= in Python)"):
             _train(cfg, folder, frame, report)
     except BaseException:
         if not existed:  # bad data or settings stop before any result: leave no folder behind
@@ -120,7 +120,7 @@ def forecast(cfg: Config, data: pd.DataFrame | str | Path | None = None, out: st
     if len(prep.modalities) < 2:
         raise ValueError(f"the forecast needs two modalities; the data has {list(prep.modalities)}: "
                          "declare text and tabular columns in the spec")
-    with writer_lock(folder, "fusionstudy forecast", hint="pass a writable folder as --out"):
+    with writer_lock(folder, "fusionstudy forecast", hint="pass a writable folder (--out; out= in Python)"):
         run_forecasts(cfg, folder, frame, prep)
     fp = cfg.fingerprint()
     records = [r for r in RunStore(folder).forecasts().values() if r.config_fp == fp]

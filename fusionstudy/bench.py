@@ -51,9 +51,13 @@ from fusionstudy.training.batched import fit_stack, make_stack
 from fusionstudy.training.loop import fit, make_model
 
 
+AUTO = "auto"  # the baseline: the newest stored one the study is comparable with
+
+
 def report(folder: Path, baseline: str | None) -> str:
-    """The per-part table of a stored study (with ratios to ``baseline`` when named) and its
-    peak memory per worker, as Markdown.
+    """The per-part table of a stored study (with ratios to ``baseline`` when named; ``"auto"``: the
+    newest stored baseline the study is comparable with, else none) and its peak memory per
+    worker, as Markdown.
 
     Raises
     ------
@@ -61,9 +65,11 @@ def report(folder: Path, baseline: str | None) -> str:
         If ``baseline`` is not a key of ``bench_baselines.json``.
     """
     known = baselines()
-    if baseline is not None and baseline not in known:
+    if baseline is not None and baseline != AUTO and baseline not in known:
         raise ValueError(f"unknown baseline {baseline!r}; bench_baselines.json has {list(known)}")
     res = load_study(folder)
+    if baseline == AUTO:  # the newest design this very study was timed with, or no ratio at all
+        baseline = next((k for k in reversed(known) if comparable(res.meta, known[k])), None)
     base = known[baseline] if baseline else None
     lines = []
     if base and not comparable(res.meta, base):
@@ -202,7 +208,7 @@ def compare_stack(data: str, profile: str, overrides: list[str], model: str) -> 
 
 
 def bench(data: str = "clothing", profile: str | None = None, overrides: list[str] | None = None,
-          folder: str | None = None, baseline: str | None = "sparse-adagrad", executors: bool = False,
+          folder: str | None = None, baseline: str | None = AUTO, executors: bool = False,
           stack: str | None = None) -> str:
     """What ``fusionstudy bench`` prints: a stored study's figures (``folder``), the executor
     comparison (``executors``), one model's seeds one by one vs stacked (``stack``, a model name),
@@ -211,13 +217,14 @@ def bench(data: str = "clothing", profile: str | None = None, overrides: list[st
     Raises
     ------
     ValueError
-        On an unknown ``baseline`` (``"none"`` or ``None`` for no ratio).
+        On an unknown ``baseline`` (``"none"`` or ``None`` for no ratio; ``"auto"``: the newest
+        stored baseline the study is :func:`comparable` with, if any).
     ImportError
         If ``executors`` and Ray is not installed (before any training).
     """
     overrides = overrides or []
     base = None if baseline in (None, "none") else baseline
-    if base is not None and base not in baselines():
+    if base is not None and base != AUTO and base not in baselines():
         raise ValueError(f"unknown baseline {base!r}; stored baselines: {list(baselines())} (or 'none')")
     if stack:
         return compare_stack(data, profile or "full", overrides, stack).to_markdown(index=False)

@@ -112,6 +112,10 @@ def _report(args: argparse.Namespace) -> None:
         write_reports(Path(args.folder), Path(args.dest) if args.dest else None, Path(args.root))
 
 
+# files `fusionstudy run` and `report` keep in a results folder (besides its .json/.jsonl records)
+STUDY_FILES = ("summary.csv", "experiments.md")
+
+
 def _predict(args: argparse.Namespace) -> None:
     import torch
 
@@ -130,6 +134,11 @@ def _predict(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"--input {args.input}: no such file")
     if dest.is_dir():
         raise ValueError(f"--output {dest}: is a folder; name the CSV file to write, e.g. {dest / 'preds.csv'}")
+    study = Path(args.study).resolve()
+    if dest.resolve().is_relative_to(study) and (dest.suffix in (".jsonl", ".json") or dest.name in STUDY_FILES
+                                                  or dest.resolve().is_relative_to(study / "models")):
+        raise ValueError(f"--output {dest}: would overwrite the study's own files; write the predictions "
+                         f"elsewhere (e.g. {Path('predictions') / (args.model + '.csv')})")
     writable_folder(dest.parent, hint="pass an --output in a writable folder")  # before any scoring
     rows = read_table(path, ds, needed_columns(saved, args.model), keys={"encoding": "--encoding",
                                                                          "delimiter": "--delimiter"})
@@ -235,7 +244,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="time a study per part (or print a stored study's figures)")
     _study_options(p)
     p.add_argument("--from", dest="folder", default=None, help="print a stored study's figures instead of running")
-    p.add_argument("--baseline", default="sparse-adagrad", help="a stored baseline's name, or 'none'")
+    p.add_argument("--baseline", default="auto", help="a stored baseline's name, 'none', or 'auto' (default: the "
+                   "newest stored baseline of the same study, if any)")
     p.add_argument("--executors", action="store_true", help="time one small study under each executor")
     p.add_argument("--stack", default=None, metavar="MODEL",
                    help="train MODEL's study.seeds one by one and as one stack, side by side")

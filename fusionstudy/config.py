@@ -268,8 +268,10 @@ def _check_type(where: str, default, value):
     else:
         ok = isinstance(value, type(default))
     if not ok:
+        quoting = (" (on a command line, quote the whole override so the shell keeps the inner quotes: "
+                   f"--set '{where}=[\"a\", \"b\"]')" if isinstance(value, str) and value.startswith("[") else "")
         raise ValueError(f"config key {where} must be {type(default).__name__} (like its current value "
-                         f"{default!r}), got {value!r}")
+                         f"{default!r}), got {value!r}{quoting}")
     return value
 
 
@@ -293,6 +295,21 @@ def apply(cfg: Config, tree: dict, origin: str = "config") -> Config:
                 raise ValueError(f"{origin}: unknown config key {sec}.{key}; known: {sorted(known)}")
             setattr(target, key, _check_type(f"{sec}.{key}", getattr(target, key), value))
     return cfg
+
+
+def read_toml(path: Path) -> dict:
+    """The TOML file ``path`` as a dict.
+
+    Raises
+    ------
+    ValueError
+        If it is not valid TOML, naming the file and the parser's line and column.
+    """
+    with open(path, "rb") as fh:
+        try:
+            return tomllib.load(fh)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: not valid TOML ({e})") from None
 
 
 def parse_override(text: str) -> dict:
@@ -337,8 +354,7 @@ def load_config(dataset: str | Path = "clothing", profile: str = "full",
     dataset = resolve_spec(dataset)
     profile = str(profile) if prof_path.parent == PROFILES else prof_path.stem
     cfg = Config(profile=profile, base_dir=str(dataset.resolve().parent))
-    with open(prof_path, "rb") as fh:
-        prof = tomllib.load(fh)
+    prof = read_toml(prof_path)
     if "dataset" in prof or "split" in prof:
         raise ValueError(f"{prof_path} describes a dataset, not a profile; pass it as --data, and use a "
                          f"profile without [dataset]/[split] (e.g. full, quick)")
@@ -347,8 +363,7 @@ def load_config(dataset: str | Path = "clothing", profile: str = "full",
     if dataset.is_dir():
         apply(cfg, folder_spec(dataset), origin=str(dataset / "column_info.json"))
     else:
-        with open(dataset, "rb") as fh:
-            spec = tomllib.load(fh)
+        spec = read_toml(dataset)
         ds = spec.get("dataset", {})
         if "source" in ds:  # the user's own table: a column list it leaves out is empty, not the default data's
             cfg.dataset.text, cfg.dataset.categorical, cfg.dataset.numeric = [], [], []

@@ -397,7 +397,7 @@ def writer_lock(folder: str | Path, what: str, hint: str) -> Iterator[Path]:
         lock.acquire()
     except Timeout:
         raise ValueError(f"{folder}: another process is writing this results folder ({_holder(folder)}); wait for it "
-                         "to end, or write elsewhere (--out)") from None
+                         "to end, or work on a copy of the folder") from None
     try:
         _HELD[folder] = 1
         since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

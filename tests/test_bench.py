@@ -37,6 +37,14 @@ def test_stored_baselines_are_full_profile_studies_and_unknown_names_are_errors(
         bench.report(tmp_path, "nope")
 
 
+def test_the_default_baseline_is_the_newest_one_of_the_same_study(tmp_path):
+    from tests.conftest import ROOT
+    text = bench.report(ROOT / "results" / "clothing", bench.AUTO)
+    assert "baseline 'per-model':" in text and "no ratio" not in text  # the newest comparable, not sparse-adagrad
+    assert "ratio to baseline" not in bench.report(ROOT / "results" / "faa_strikes", bench.AUTO)  # none timed it
+    assert "(no ratio: baseline 'sparse-adagrad'" in bench.report(ROOT / "results" / "clothing", "sparse-adagrad")
+
+
 def test_bench_reports_needs_stored_results_and_says_where(tmp_path):
     with pytest.raises(FileNotFoundError, match="results/clothing: no study.json"):
         bench.bench_reports(tmp_path)

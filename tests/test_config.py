@@ -113,3 +113,12 @@ def test_executor_and_ray_settings_are_checked_at_load():
         load_config("clothing", "quick", ["ray.cpus_per_run=0"])
     with pytest.raises(ValueError, match="unknown config key ray.adress"):
         load_config("clothing", "quick", ['ray.adress="auto"'])
+
+
+def test_invalid_toml_names_the_file_and_an_unquoted_list_says_how_to_quote(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\nlr = 1\n")
+    with pytest.raises(ValueError, match=rf"^{bad}: not valid TOML \(.*line 1"):
+        load_config("clothing", str(bad))
+    with pytest.raises(ValueError, match=r"quote the whole override .*--set 'study.models=\[\"a\", \"b\"\]'"):
+        load_config("clothing", "quick", ["study.models=[text_only]"])  # what bash leaves of ["text_only"]

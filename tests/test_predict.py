@@ -89,6 +89,11 @@ def test_predict_errors_name_the_problem(study, tmp_path):
         cli.main(["predict", *args, "--model", "text_only", "--seed", "7"])
     with pytest.raises(SystemExit, match="no saved preprocessing"):
         cli.main(["predict", "--study", str(tmp_path), "--model", "text_only", "--input", str(new), "--output", "x.csv"])
+    records = (folder / "runs.jsonl").read_bytes()
+    for own in ("runs.jsonl", "summary.csv", "study.json"):
+        with pytest.raises(SystemExit, match="would overwrite the study's own files"):
+            cli.main(["predict", *args[:4], "--output", str(folder / own), "--model", "text_only"])
+    assert (folder / "runs.jsonl").read_bytes() == records
 
 
 def test_saved_files_are_data_only(study):

@@ -78,6 +78,14 @@ def test_run_study_on_a_csv_resumes_and_never_loses_runs(tmp_path):
     s = pd.read_csv(folder / "summary.csv")
     assert set(s.model) >= {"text_only", "tabular_only", "early_concat", "late_ensemble", "early_concat_moddrop"}
     assert len(load_study(folder).evals) > 0
+    assert "planned runs: the others were stored by an interrupted invocation" not in text
+    # an interrupted first invocation writes no study.json: the rerun's wall covers only what it trained
+    (folder / "study.json").unlink()
+    lines = (folder / "runs.jsonl").read_text().splitlines()
+    (folder / "runs.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    run_study(cfg, str(folder))
+    assert (f"it times 1 of the {meta['runs_planned']} planned runs: the others were stored by an interrupted "
+            "invocation, which is not timed.") in write_reports(folder, tmp_path / "exp.md").read_text()
 
 
 def test_report_on_an_empty_folder_names_the_missing_file(tmp_path):

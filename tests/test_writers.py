@@ -32,7 +32,7 @@ def test_a_second_process_on_a_held_folder_stops_at_once_naming_the_holder(tmp_p
         assert sorted(p.name for p in out.iterdir()) == sorted([LOCK, HOLDER])  # nothing written
     assert run.returncode == 1 and err == (
         f"fusionstudy run: error: {out.resolve()}: another process is writing this results folder (`a test`, process "
-        f"{os.getpid()} on {h['host']}, since {h['since']}); wait for it to end, or write elsewhere (--out)\n")
+        f"{os.getpid()} on {h['host']}, since {h['since']}); wait for it to end, or work on a copy of the folder\n")
     assert not (out / HOLDER).exists()
     with writer_lock(out, "a test", hint="unused"), writer_lock(out, "the same process again", hint="unused"):
         assert json.loads((out / HOLDER).read_text())["what"] == "a test"  # nested: free, the holder stays
@@ -80,7 +80,7 @@ def test_an_unwritable_out_stops_before_training_and_a_read_only_study_before_re
     with pytest.raises(SystemExit) as e:
         cli.main(["-q", "run", "--data", str(spec), "--out", str(tmp_path / "file" / "res")])
     assert str(e.value) == (f"fusionstudy run: error: {tmp_path / 'file' / 'res'}: cannot write there (Not a "
-                            "directory); pass a writable folder as --out") and trained == []
+                            "directory); pass a writable folder (--out; out= in Python)") and trained == []
     monkeypatch.undo()
     cfg_dir = tmp_path / "res"
     run_study(_small_config(tmp_path), str(cfg_dir))
