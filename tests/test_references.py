@@ -230,3 +230,30 @@ def test_the_text_regression_is_fit_once_per_split_and_every_seed_gets_what_it_w
     for rec, pred in runs:
         expected = PredictionRecord.of(rec.run_key, alone[(rec.model, rec.seed)].proba)
         assert (pred.val, pred.test) == (expected.val, expected.test)  # the reused fit is the same lbfgs fit
+
+
+def test_one_thread_blocks_never_overlap_across_driver_threads():
+    """threadpoolctl's limits are process-wide: while one driver thread fits under one_thread, another
+    waits, so neither can restore a limit the other relies on."""
+    import threading
+    import time
+
+    from fusionstudy.study.references import one_thread
+
+    inside, log = [], []
+
+    def fit(name):
+        with one_thread():
+            inside.append(name)
+            log.append(len(inside))  # how many threads are inside at once
+            time.sleep(0.05)
+            with one_thread():  # re-entrant: a reference fit nested in reference_runs' block
+                log.append(len(inside))
+            inside.remove(name)
+
+    threads = [threading.Thread(target=fit, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert log == [1] * 8

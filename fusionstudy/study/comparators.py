@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from threadpoolctl import threadpool_limits
-
 from fusionstudy.config import Config
 from fusionstudy.data.prepare import Prepared
 from fusionstudy.records import PredictionRecord, RunRecord, RunStore, run_key
 from fusionstudy.study.provenance import make_record
-from fusionstudy.study.references import REFERENCES, REQUIRES, SEEDED, fit_references, late_average
+from fusionstudy.study.references import REFERENCES, REQUIRES, SEEDED, fit_references, late_average, one_thread
 
 
 def late_ensemble(prep: Prepared, cfg: Config, store: RunStore, seed: int,
@@ -64,7 +62,7 @@ def reference_runs(prep: Prepared, cfg: Config, skip: set[str] = frozenset(),
         fitted = dict(unseeded)  # a seed-free component (the text logistic regression) is fit once per split
         # one thread: the fits are mostly single-threaded lbfgs, and HistGradientBoosting's OpenMP threads
         # spin-wait to a crawl when another process holds a core (seen: 285 s instead of 18 s under load)
-        with threadpool_limits(1):
+        with one_thread():
             refs = fit_references(prep, names, seed=seed, fitted=fitted) if names else []
         unseeded.update({n: r for n, r in fitted.items() if n not in SEEDED})
         for ref in refs:

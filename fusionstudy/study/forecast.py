@@ -26,7 +26,6 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from fusionstudy.config import Config
@@ -36,7 +35,7 @@ from fusionstudy.metrics import classification_metrics
 from fusionstudy.records import ForecastRecord, RunStore
 from fusionstudy.study.protocol import n_splits, part5_grid, staged_prepare
 from fusionstudy.study.provenance import CODE, git_hash
-from fusionstudy.study.references import C_GRID, categorical_mask, tabular_matrix
+from fusionstudy.study.references import C_GRID, categorical_mask, one_thread, tabular_matrix
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def forecast_record(prep: Prepared, cfg: Config, split: int, weaken: tuple) -> F
     """Fit both unimodal models on ``prep`` (already weakened as ``weaken``) and record their
     validation probabilities. Threads: limited to one BLAS/OpenMP thread per fit."""
     t0, proba, models = time.perf_counter(), {}, {}
-    with threadpool_limits(limits=1):  # one thread: OpenMP trees thrash on a shared machine
+    with one_thread():  # one thread: OpenMP trees thrash on a shared machine (and results depend on it)
         for m in prep.modalities:
             p, models[m] = FITS[m](prep)
             proba[m] = np.round(p, 6).tolist()

@@ -22,7 +22,10 @@ also the fastest on a shared 2-core machine (OpenMP spin-waits when another proc
 from __future__ import annotations
 
 import functools
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -79,12 +82,26 @@ def _require(prep: Prepared, name: str) -> None:
                          f"{list(prep.modalities)} (fit_references skips it for such data)")
 
 
+# threadpoolctl's limits are process-wide: two driver threads fitting at once (one split's references
+# while the next split's start, or the forecast beside them) would each restore, on leaving, the
+# limit the other still relies on, and a fit would finish on more threads (other float rounding)
+_ONE_THREAD = threading.RLock()
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One OpenMP/BLAS thread (``threadpool_limits(1)``) for the block, held by one thread of this
+    process at a time (others wait), so no other thread's limit can change it mid-fit; re-entrant."""
+    with _ONE_THREAD, threadpool_limits(limits=1):
+        yield
+
+
 def _one_thread(fit: Callable[..., Reference]) -> Callable[..., Reference]:
-    """Run a reference function under ``threadpool_limits(1)`` (OpenMP and BLAS): its result must not
-    depend on the caller's thread count (see the module docstring)."""
+    """Run a reference function under :func:`one_thread`: its result must not depend on the
+    caller's thread count (see the module docstring)."""
     @functools.wraps(fit)
     def pinned(*args, **kwargs) -> Reference:
-        with threadpool_limits(limits=1):
+        with one_thread():
             return fit(*args, **kwargs)
     return pinned
 
