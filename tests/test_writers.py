@@ -131,3 +131,21 @@ def test_an_interrupted_command_exits_130_with_one_line(monkeypatch, capsys):
     assert e.value.code == cli.INTERRUPTED == 130
     assert capsys.readouterr().err.strip() == ("interrupted: every finished run is stored; rerun the same command "
                                                "to resume")
+
+
+def test_a_missing_ray_stops_the_study_before_any_data_is_read_or_written(tmp_path, monkeypatch):
+    from fusionstudy import api
+
+    def no_ray(name):
+        raise ImportError(f"{name} is not installed: pip install 'fusionstudy[ray]'")
+
+    prepared = []
+    monkeypatch.setattr("fusionstudy.study.runner.import_extra", no_ray)
+    monkeypatch.setattr("fusionstudy.study.runner.prepare", lambda *a: prepared.append(a))
+    from tests.conftest import synthetic_config
+
+    cfg = synthetic_config()
+    cfg.train.executor = "ray"
+    with pytest.raises(ImportError, match="pip install"):
+        api.run_study(cfg, out=str(tmp_path / "res"), data=None)
+    assert prepared == [] and not (tmp_path / "res").exists()

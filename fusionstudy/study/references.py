@@ -21,13 +21,12 @@ also the fastest on a shared 2-core machine (OpenMP spin-waits when another proc
 """
 from __future__ import annotations
 
-import functools
 import contextlib
+import functools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from fusionstudy.config import Config
 from fusionstudy.data.perturb import weakened
 from fusionstudy.data.prepare import Prepared, prepare
+from fusionstudy.extras import import_extra
 from fusionstudy.locations import default_results
 from fusionstudy.models.fusion import parameter_scaling
 from fusionstudy.records import FailureRecord, RunStore, run_key
@@ -379,6 +380,8 @@ def run_study(cfg: Config, out: str | None = None, data: pd.DataFrame | None = N
     code = git_hash()  # the code the study starts with, recorded in every record it writes
     _WORKER["git"] = CODE["git"] = code
     log.info(f"study {cfg.dataset.name!r} profile {cfg.profile!r} -> {folder}")
+    if cfg.train.executor == "ray":  # a missing optional Ray stops the study before any data is read or written
+        import_extra("ray")
     prep = prepare(cfg, data)  # bad data fails here, before any results folder exists
     check_models(cfg, prep.modalities)
     check_data_size(cfg, len(prep.splits["train"]))  # a size-bound setting stops here too
