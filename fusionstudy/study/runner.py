@@ -311,8 +311,8 @@ def _split_stored(cfg: Config, modalities: tuple[str, ...], k: int, done: set[st
 
 
 def _run_resplits(cfg: Config, data: pd.DataFrame | None, store: RunStore, code: str, peaks: dict,
-                  folder: Path, split0: dict, stage: Path, shared: ProcessPoolExecutor | None = None,
-                  modalities: tuple[str, ...] = ()) -> tuple[int, int, set[str]]:
+                  folder: Path, split0: dict, stage: Path, shared: ProcessPoolExecutor | None,
+                  modalities: tuple[str, ...]) -> tuple[int, int, set[str]]:
     """Splits 1..K-1 (:func:`n_splits`), one after another, each split's data prepared (or loaded
     from ``stage``, where the forecast left it: ``protocol.staged_prepare``) by a driver thread
     while the one before trains; ``splits.json`` gets every split's seed and val/test row ids
@@ -322,12 +322,11 @@ def _run_resplits(cfg: Config, data: pd.DataFrame | None, store: RunStore, code:
     0's). Returns ``(runs planned, runs attempted now, keys that failed)``."""
     planned, attempted, failed = 0, 0, set()
     info, k_max, flying = {"0": split0}, n_splits(cfg), []
-    old = json.loads((folder / "splits.json").read_text()) if (folder / "splits.json").is_file() else {}
-    done = store.done_keys()
-    ks = []
+    stored_ids = json.loads((folder / "splits.json").read_text()) if (folder / "splits.json").is_file() else {}
+    stored_keys, ks = store.done_keys(), []
     for k in range(1, k_max):
-        if modalities and _split_stored(cfg, modalities, k, done, old):
-            info[str(k)] = old[str(k)]
+        if _split_stored(cfg, modalities, k, stored_keys, stored_ids):
+            info[str(k)] = stored_ids[str(k)]
             planned += len(resplit_plan(cfg, modalities, k))
         else:
             ks.append(k)
